@@ -1,0 +1,24 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both create the virtual environment on first use and are safe to run again.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup
+
+setup: $(STAMP)
+
+# torch first, from the local CPU wheel: a plain `torch` requirement would
+# otherwise pull gigabytes of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/worldgen demo -o out/
+
+test: $(STAMP)
+	bash scripts/ensure-chromium.sh
+	$(PY) -m pytest -q

@@ -1,0 +1,24 @@
+"""worldgen: Gaussian-splat worlds from a prompt or an image.
+
+Heavy modules (torch, gsplat, viser) load lazily: importing `worldgen` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Gaussians": "worldgen.gaussians",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'worldgen' has no attribute {name!r}")
+
+
+__all__ = ["Gaussians", "__version__"]

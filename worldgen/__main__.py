@@ -1,0 +1,5 @@
+import sys
+
+from worldgen.cli import main
+
+sys.exit(main())
