@@ -1,0 +1,94 @@
+"""`ModelConfig`: the shape of the set-transformer world model, and its named presets.
+
+A config fixes every parameter shape; nothing in it depends on the number of
+tokens N, so one model samples sets of any size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from worldgen.errors import UsageError
+from worldgen.model.tokens import CHILD_TOKEN_DIM, TOKEN_DIM
+
+#: width of all-MiniLM-L6-v2's token and pooled embeddings
+TEXT_DIM = 384
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of `WorldModel` (backbone, detail decoder, image encoder)."""
+
+    # -- the set backbone --
+    width: int = 256  # channels per token
+    depth: int = 8  # number of blocks
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    fourier_freqs: int = 6  # Fourier features of a token's own xyz (content, not order)
+    attention: Literal["full", "isab"] = "full"  # self-attention over the set, or induced (ISAB)
+    inducing: int = 64  # inducing points per block when attention == "isab"
+    cross_attention: bool = True  # attend to the condition tokens (text words / image patches)
+    token_dim: int = TOKEN_DIM
+    cond_dim: int = TEXT_DIM  # width of condition tokens and the pooled condition
+    # -- sampling defaults (no parameter depends on them) --
+    n_tokens: int = 2048  # coarse Gaussians per world
+    # -- the per-Gaussian detail decoder --
+    children: int = 64  # full-detail Gaussians per coarse Gaussian
+    child_dim: int = CHILD_TOKEN_DIM
+    decoder_width: int = 128
+    decoder_depth: int = 3
+    # -- the image encoder (its patch tokens carry 2-D positions; the set does not) --
+    image_size: int = 128
+    patch: int = 16
+    image_width: int = 192
+    image_depth: int = 4
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise UsageError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.image_size % self.patch:
+            raise UsageError(f"image_size {self.image_size} is not divisible by patch {self.patch}")
+        for name in ("width", "depth", "heads", "inducing", "children", "decoder_width", "image_width"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.attention not in ("full", "isab"):
+            raise UsageError(f"attention must be 'full' or 'isab', got {self.attention!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        data: dict[str, Any] = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown ModelConfig fields {unknown}")
+        return cls(**data)
+
+
+#: named presets; `get_config(name, **overrides)` picks one
+PRESETS: dict[str, ModelConfig] = {
+    # trains in well under a minute on a 2-core CPU; for tests and smoke runs
+    "tiny": ModelConfig(
+        width=64, depth=2, heads=4, fourier_freqs=4, n_tokens=256, children=16,
+        decoder_width=32, decoder_depth=2, image_size=64, patch=16, image_width=64, image_depth=1,
+    ),
+    # the CPU product model: induced attention keeps N=2048 sampling in seconds
+    "small": ModelConfig(width=192, depth=6, heads=4, attention="isab", inducing=128, decoder_width=96),
+    # for a GPU: full attention over the whole set
+    "base": ModelConfig(width=384, depth=12, heads=6, attention="full", decoder_width=160, image_width=256, image_depth=6),
+}
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The preset `name` ("tiny", "small", "base") with some fields replaced."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    try:
+        return dataclasses.replace(PRESETS[name], **overrides)
+    except TypeError as e:
+        raise UsageError(f"bad ModelConfig override: {e}") from None

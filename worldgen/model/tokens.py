@@ -1,0 +1,185 @@
+"""Gaussians <-> normalised token vectors, the space the set model works in.
+
+A coarse Gaussian becomes one 14-d token (`TOKEN_DIM`), every entry roughly in
+[-2, 2]:
+
+| slice | meaning | mapping |
+| --- | --- | --- |
+| 0:3 | position | ``contract(means / HALF_EXTENT)`` |
+| 3:6 | size | ``(log(scales) - LOG_SCALE_MEAN) / LOG_SCALE_STD`` |
+| 6:10 | rotation | unit quaternion w x y z, sign fixed so w >= 0 |
+| 10:13 | colour | ``2 * rgb - 1`` |
+| 13 | opacity | ``logit(opacity) / LOGIT_SCALE`` |
+
+Positions: the footprint spans +-32 m but the sky dome sits at >= 150 m. A
+plain division would squeeze the ground into a small ball around zero or put
+the sky at +-5; the radial contraction (as in Mip-NeRF 360) keeps the unit ball
+(``|x| <= HALF_EXTENT``) linear and maps everything outside it into the shell
+``1 < |y| < 2``: ``y = (2 - 1/r) x / r`` for ``r = |x| > 1``. The sky at 150 m
+lands at ``|y| = 1.79``, the footprint corner at 1.29, and every token
+position is bounded, which suits noise-to-data flows. The inverse is exact.
+
+Children (the full-detail Gaussians under one coarse Gaussian) are tokens in
+their parent's local frame (`CHILD_TOKEN_DIM` = 14): position ``R_p^T (x -
+mu_p) / sigma_p`` with ``sigma_p = |scales_p|``, log-scale relative to
+``sigma_p``, rotation ``q_p^-1 q`` (w >= 0), colour and opacity as above. That
+frame turns with the parent, so the decoder never sees world orientation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from worldgen.errors import InvalidGaussiansError
+from worldgen.gaussians import Gaussians, quat_multiply, quat_to_rotmat
+
+TOKEN_DIM = 14
+CHILD_TOKEN_DIM = 14
+
+HALF_EXTENT = 32.0  # meters: half the 64 m footprint; |means| <= this stays linear
+LOG_SCALE_MEAN = -1.0  # log(0.37 m)
+LOG_SCALE_STD = 1.5
+CHILD_LOG_SCALE_MEAN = -1.5  # children are smaller than their parent's extent
+CHILD_LOG_SCALE_STD = 1.0
+LOGIT_SCALE = 4.0
+OPACITY_EPS = 1e-4  # opacities are clamped to [eps, 1 - eps] before the logit
+_MAX_CONTRACTED = 1.999  # keeps the inverse contraction finite (|x| <= 1000 * HALF_EXTENT)
+
+POS, SCALE, ROT, RGB, OPACITY = slice(0, 3), slice(3, 6), slice(6, 10), slice(10, 13), slice(13, 14)
+
+
+# -- positions -------------------------------------------------------------------------
+
+
+def contract(x: Tensor) -> Tensor:
+    """Radial contraction: identity inside the unit ball, (2 - 1/r) x / r outside. [..., 3] -> [..., 3]"""
+    r = x.norm(dim=-1, keepdim=True)
+    safe_r = r.clamp_min(1.0)
+    return torch.where(r <= 1.0, x, (2.0 - 1.0 / safe_r) * x / safe_r)
+
+
+def uncontract(y: Tensor) -> Tensor:
+    """Exact inverse of `contract`; |y| is clamped below 2. [..., 3] -> [..., 3]"""
+    c = y.norm(dim=-1, keepdim=True)
+    safe_c = c.clamp(1.0, _MAX_CONTRACTED)
+    r = 1.0 / (2.0 - safe_c)
+    return torch.where(c <= 1.0, y, y / c.clamp_min(1.0) * r)
+
+
+def _fix_sign(q: Tensor) -> Tensor:
+    """Unit quaternion with w >= 0 (q and -q are the same rotation). [..., 4]"""
+    q = torch.nn.functional.normalize(q, dim=-1)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def _logit(p: Tensor) -> Tensor:
+    p = p.clamp(OPACITY_EPS, 1.0 - OPACITY_EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def _quat_conj(q: Tensor) -> Tensor:
+    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+
+
+# -- coarse tokens ---------------------------------------------------------------------
+
+
+def encode(
+    means: Tensor,  # [..., 3] meters
+    quats: Tensor,  # [..., 4] w x y z
+    scales: Tensor,  # [..., 3] meters
+    opacities: Tensor,  # [...] in [0, 1]
+    rgb: Tensor,  # [..., 3] in [0, 1]
+) -> Tensor:
+    """Coarse Gaussians as normalised tokens. -> [..., TOKEN_DIM]"""
+    return torch.cat(
+        [
+            contract(means / HALF_EXTENT),
+            (torch.log(scales.clamp_min(1e-8)) - LOG_SCALE_MEAN) / LOG_SCALE_STD,
+            _fix_sign(quats),
+            2.0 * rgb - 1.0,
+            _logit(opacities)[..., None] / LOGIT_SCALE,
+        ],
+        dim=-1,
+    )
+
+
+def decode(tokens: Tensor) -> dict[str, Tensor]:  # [..., TOKEN_DIM]
+    """Exact inverse of `encode`: dict of means, quats, scales, opacities, rgb (physical units)."""
+    _check_dim(tokens, TOKEN_DIM)
+    return {
+        "means": uncontract(tokens[..., POS]) * HALF_EXTENT,
+        "quats": _fix_sign(tokens[..., ROT]),
+        "scales": torch.exp(tokens[..., SCALE] * LOG_SCALE_STD + LOG_SCALE_MEAN),
+        "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
+        "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
+    }
+
+
+def gaussians_to_tokens(g: Gaussians) -> Tensor:
+    """A set of Gaussians as tokens (view-dependent SH bands are dropped). [N, TOKEN_DIM]"""
+    return encode(g.means, g.quats, g.scales, g.opacities, g.rgb)
+
+
+def tokens_to_gaussians(tokens: Tensor, *, sh_degree: int = 0) -> Gaussians:  # [N, TOKEN_DIM]
+    """Tokens back to a `Gaussians` (non-finite tokens raise `InvalidGaussiansError`)."""
+    if tokens.ndim != 2:
+        raise InvalidGaussiansError(f"tokens must be [N, {TOKEN_DIM}], got {tuple(tokens.shape)}")
+    if not torch.isfinite(tokens).all():
+        raise InvalidGaussiansError("tokens hold NaN or infinite values")
+    f = decode(tokens)
+    return Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"], sh_degree=sh_degree)
+
+
+# -- child tokens (parent's local frame) -------------------------------------------------
+
+
+def encode_children(
+    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3]
+    means: Tensor,  # [P, C, 3]
+    quats: Tensor,  # [P, C, 4]
+    scales: Tensor,  # [P, C, 3]
+    opacities: Tensor,  # [P, C]
+    rgb: Tensor,  # [P, C, 3]
+) -> Tensor:
+    """Children of each parent as tokens in the parent's local frame. -> [P, C, CHILD_TOKEN_DIM]"""
+    rot = quat_to_rotmat(parent["quats"])  # [P, 3, 3] local -> world
+    sigma = parent["scales"].norm(dim=-1).clamp_min(1e-8)  # [P]
+    local = torch.einsum("pji,pcj->pci", rot, means - parent["means"][:, None]) / sigma[:, None, None]
+    rel_q = quat_multiply(_quat_conj(_fix_sign(parent["quats"]))[:, None].expand_as(quats), quats)
+    log_s = torch.log(scales.clamp_min(1e-8) / sigma[:, None, None])
+    return torch.cat(
+        [
+            local,
+            (log_s - CHILD_LOG_SCALE_MEAN) / CHILD_LOG_SCALE_STD,
+            _fix_sign(rel_q),
+            2.0 * rgb - 1.0,
+            _logit(opacities)[..., None] / LOGIT_SCALE,
+        ],
+        dim=-1,
+    )
+
+
+def decode_children(
+    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3]
+    tokens: Tensor,  # [P, C, CHILD_TOKEN_DIM]
+) -> dict[str, Tensor]:
+    """Exact inverse of `encode_children`: world-frame fields, each [P, C, ...]."""
+    _check_dim(tokens, CHILD_TOKEN_DIM)
+    rot = quat_to_rotmat(parent["quats"])
+    sigma = parent["scales"].norm(dim=-1).clamp_min(1e-8)
+    means = torch.einsum("pij,pcj->pci", rot, tokens[..., POS] * sigma[:, None, None]) + parent["means"][:, None]
+    pq = _fix_sign(parent["quats"])[:, None].expand(*tokens.shape[:2], 4)
+    return {
+        "means": means,
+        "quats": _fix_sign(quat_multiply(pq, _fix_sign(tokens[..., ROT]))),
+        "scales": torch.exp(tokens[..., SCALE] * CHILD_LOG_SCALE_STD + CHILD_LOG_SCALE_MEAN) * sigma[:, None, None],
+        "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
+        "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
+    }
+
+
+def _check_dim(tokens: Tensor, dim: int) -> None:
+    if tokens.shape[-1] != dim:
+        raise InvalidGaussiansError(f"tokens must end in {dim} channels, got shape {tuple(tokens.shape)}")

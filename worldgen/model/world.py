@@ -1,0 +1,142 @@
+"""`WorldModel`: the set transformer, the detail decoder and the image encoder under one config.
+
+Public entry points the CLI calls:
+- `sample(model, cond, n=..., steps=..., guidance=..., seed=...)` -> coarse tokens [B, n, 14]
+- `decode_world(model, coarse_tokens, pooled, ...)` -> full-detail `Gaussians`
+- `save_model(model, path)` / `load_model(path)`: safetensors, the `ModelConfig` as JSON in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from worldgen.errors import FormatError, UsageError
+from worldgen.gaussians import Gaussians
+from worldgen.model import tokens as tok
+from worldgen.model.config import ModelConfig
+from worldgen.model.decoder import DetailDecoder, decode_children_tokens
+from worldgen.model.flow import draw_noise, integrate
+from worldgen.model.image import ImageEncoder
+from worldgen.model.set_transformer import Condition, SetTransformer, initialize_weights
+
+FORMAT = "worldgen-model/1"
+
+
+class WorldModel(nn.Module):
+    """backbone: coarse-set velocity; decoder: per-Gaussian detail; image: picture -> Condition."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = SetTransformer(cfg)
+        self.decoder = DetailDecoder(cfg)
+        self.image = ImageEncoder(cfg)
+        initialize_weights(self)
+
+    def forward(
+        self,
+        x: Tensor,  # [B, N, token_dim]
+        t: Tensor,  # [B]
+        cond: Condition,
+        drop: Tensor | None = None,  # [B] bool
+    ) -> Tensor:  # [B, N, token_dim] velocity
+        return self.backbone(x, t, cond, drop)
+
+
+def sample(
+    model: WorldModel,
+    cond: Condition,  # batch B: one world per row
+    *,
+    n: int | None = None,
+    steps: int = 16,
+    guidance: float = 3.0,
+    seed: int = 0,
+    method: Literal["euler", "heun"] = "euler",
+    noise: Tensor | None = None,  # [B, n, token_dim]; drawn from `seed` when None
+) -> Tensor:  # [B, n, token_dim] coarse tokens
+    """Sample coarse worlds: the guided rectified flow from i.i.d. noise, `steps` steps."""
+    n = n or model.cfg.n_tokens
+    if n < 1:
+        raise UsageError(f"n must be >= 1, got {n}")
+    p = next(model.parameters())
+    cond = cond.to(p.device, p.dtype)
+    if noise is None:
+        noise = draw_noise(cond.batch, n, model.cfg.token_dim, seed=seed, dtype=p.dtype, device=p.device)
+    was_training = model.training
+    model.eval()
+    try:
+        return integrate(model.backbone, noise, cond, steps=steps, guidance=guidance, method=method)
+    finally:
+        model.train(was_training)
+
+
+def decode_world(
+    model: WorldModel,
+    coarse: Tensor,  # [N, token_dim] one world's coarse tokens
+    pooled: Tensor,  # [cond_dim] its pooled condition
+    *,
+    detail: bool = True,
+    steps: int = 4,
+    seed: int = 0,
+) -> Gaussians:
+    """Coarse tokens -> Gaussians; with `detail`, every coarse Gaussian becomes `cfg.children` children."""
+    if not detail:
+        return tok.tokens_to_gaussians(coarse)
+    child = decode_children_tokens(model.decoder, coarse, pooled.to(coarse), steps=steps, seed=seed)
+    parent = tok.decode(coarse)
+    f = tok.decode_children(parent, child)
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
+    return Gaussians.from_rgb(flat["means"], flat["rgb"], flat["scales"], flat["opacities"], flat["quats"])
+
+
+# -- weights files ---------------------------------------------------------------------------
+
+
+def save_model(model: WorldModel, path: str | os.PathLike, *, extra: dict[str, str] | None = None) -> None:
+    """Write the weights as .safetensors (atomically) with the config JSON in the metadata."""
+    from safetensors.torch import save_file
+
+    from worldgen.io import atomic_path
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file (FormatError if it is not one)."""
+    from safetensors import safe_open
+
+    if not os.path.exists(path):
+        raise FormatError(f"no such weights file: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise FormatError(f"{path} is not a readable .safetensors file: {e}") from None
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> WorldModel:
+    """Rebuild a `WorldModel` from `save_model`'s file (FormatError for a wrong or corrupt file)."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise FormatError(f"{path} holds no worldgen model (metadata format {meta.get('format')!r})")
+    try:
+        cfg = ModelConfig.from_json(meta["config"])
+    except (UsageError, json.JSONDecodeError, TypeError) as e:
+        raise FormatError(f"{path}: bad model config: {e}") from None
+    model = WorldModel(cfg)
+    try:
+        state = load_file(str(path), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as e:
+        raise FormatError(f"{path}: weights do not match the config: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval()
