@@ -46,10 +46,15 @@ def render_flythrough(gaussians, keyframes: Sequence[Viewpoint], path: Path, *, 
         raise UsageError(f"video length must be between 0.5 and 120 seconds, got {seconds}")
     views = interpolate(keyframes, max(2, round(seconds * fps)))
     try:
-        from worldgen.render import Cameras, render_video
+        import torch
+
+        from worldgen.render import Cameras, intrinsics_from_fov, render
+        from worldgen.render.video import write_video
     except ImportError as e:
         raise UsageError(f"the renderer is not available: {e}") from e
-    fov = views[0].fov_degrees
-    cameras = Cameras.look_at([v.position for v in views], [v.look_at for v in views], fov_deg=fov, width=width, height=height)
-    render_video(gaussians, cameras, path, fps=fps)
+    cameras = Cameras.look_at([v.position for v in views], [v.look_at for v in views], width=width, height=height)
+    Ks = torch.stack([intrinsics_from_fov(v.fov_degrees, width, height) for v in views]).to(cameras.Ks)
+    cameras = Cameras(cameras.viewmats, Ks, width, height)
+    frames = (render(gaussians, cameras[i]).colors[0] for i in range(len(cameras)))
+    write_video(path, frames, fps=fps)
     return path

@@ -85,11 +85,32 @@ def default_generator() -> Generator | None:
         from worldgen import procedural
     except ImportError:
         return None
-    spec_from_prompt = getattr(procedural, "spec_from_prompt", None)
     build = getattr(procedural, "build_world", None)
-    if build is None or spec_from_prompt is None:
+    if build is None:
         return None
-    return ProceduralGenerator(build, spec_from_prompt)
+    return ProceduralGenerator(build, getattr(procedural, "spec_from_prompt", keyword_spec))
+
+
+def keyword_spec(prompt: str):
+    """A `WorldSpec` whose fields take the first of their allowed values named in the prompt.
+
+    ("a snowy forest at night" -> season winter if "winter" is named, time "night", ...); fields the
+    prompt does not name keep their defaults. Words only, no understanding: the page says so.
+    """
+    import dataclasses
+    import typing
+
+    from worldgen.procedural.spec import WorldSpec
+
+    words = set("".join(c.lower() if c.isalnum() else " " for c in prompt).split())
+    hints = typing.get_type_hints(WorldSpec)
+    chosen = {}
+    for f in dataclasses.fields(WorldSpec):
+        options = typing.get_args(hints.get(f.name))
+        named = [o for o in options if isinstance(o, str) and set(o.lower().replace("_", " ").split()) <= words]
+        if named:
+            chosen[f.name] = named[0]
+    return WorldSpec(**chosen)
 
 
 def check_request(request: GenerateRequest) -> None:
