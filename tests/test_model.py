@@ -1,0 +1,216 @@
+"""The set model: tokens round-trip, equivariance, zero init, set-size transfer, weights files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import random_gaussians
+from worldgen.errors import FormatError, InvalidGaussiansError, UsageError
+from worldgen.model import Condition, WorldModel, get_config, load_model, save_model
+from worldgen.model import tokens as tok
+from worldgen.model.config import PRESETS, ModelConfig
+
+
+def micro_config(**kw) -> ModelConfig:
+    """A dim-16 model that runs in milliseconds."""
+    base = dict(
+        width=16, depth=2, heads=2, fourier_freqs=2, inducing=4, children=4, decoder_width=8, decoder_depth=1,
+        image_size=32, patch=8, image_width=16, image_depth=1, cond_dim=12,
+    )
+    return ModelConfig(**{**base, **kw})
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, std: float = 0.3) -> torch.nn.Module:
+    """Overwrite every parameter (zero-initialised heads too) so equivariance is tested on a non-trivial map."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    return model
+
+
+def random_condition(b: int, dim: int, *, length: int = 5, seed: int = 0, dtype=torch.float64) -> Condition:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[0, length - 2 :] = False  # padded words
+    return Condition(
+        torch.randn(b, length, dim, generator=g, dtype=dtype), mask, torch.randn(b, dim, generator=g, dtype=dtype)
+    )
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**31 - 1), far=st.booleans())
+def test_tokens_round_trip(seed: int, far: bool):
+    g = random_gaussians(64, seed=seed, dtype=torch.float64)
+    g = g.replace(sh0=g.sh0.clamp(-1.7, 1.7))  # rgb inside [0, 1]
+    if far:  # a sky dome at 150-400 m
+        g = g.replace(means=torch.nn.functional.normalize(g.means, dim=1) * (150 + 250 * torch.rand(64, 1, dtype=torch.float64)))
+    t = tok.gaussians_to_tokens(g)
+    assert t.shape == (64, tok.TOKEN_DIM)
+    assert t[:, tok.POS].norm(dim=1).max() < 2.0
+    back = tok.tokens_to_gaussians(t)
+    torch.testing.assert_close(back.means, g.means, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(back.scales, g.scales, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(back.opacities, g.opacities, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(back.rgb, g.rgb, rtol=1e-9, atol=1e-9)
+    same_rotation = (back.quats * g.quats).sum(1).abs()
+    torch.testing.assert_close(same_rotation, torch.ones_like(same_rotation))
+    assert (back.quats[:, 0] >= 0).all()
+
+
+def test_contraction_keeps_footprint_linear_and_sky_bounded():
+    x = torch.tensor([[20.0, -10.0, 1.0], [150.0, 0.0, 0.0], [0.0, 0.0, 1e3]]) / tok.HALF_EXTENT
+    y = tok.contract(x)
+    torch.testing.assert_close(y[0], x[0])
+    assert 1.7 < y[1].norm() < 1.8 and y[2].norm() < 2.0
+    torch.testing.assert_close(tok.uncontract(y), x, rtol=1e-4, atol=1e-6)  # float32 near the shell edge
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_children_round_trip_in_parent_frame(seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    p, c = 5, 7
+    parent = {
+        "means": torch.randn(p, 3, generator=gen, dtype=torch.float64) * 20,
+        "quats": torch.nn.functional.normalize(torch.randn(p, 4, generator=gen, dtype=torch.float64), dim=1),
+        "scales": torch.rand(p, 3, generator=gen, dtype=torch.float64) + 0.1,
+    }
+    kids = {
+        "means": parent["means"][:, None] + torch.randn(p, c, 3, generator=gen, dtype=torch.float64),
+        "quats": torch.nn.functional.normalize(torch.randn(p, c, 4, generator=gen, dtype=torch.float64), dim=-1),
+        "scales": torch.rand(p, c, 3, generator=gen, dtype=torch.float64) * 0.2 + 0.01,
+        "opacities": torch.rand(p, c, generator=gen, dtype=torch.float64) * 0.9 + 0.05,
+        "rgb": torch.rand(p, c, 3, generator=gen, dtype=torch.float64),
+    }
+    t = tok.encode_children(parent, **kids)
+    back = tok.decode_children(parent, t)
+    for k in ("means", "scales", "opacities", "rgb"):
+        torch.testing.assert_close(back[k], kids[k], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close((back["quats"] * kids["quats"]).sum(-1).abs(), torch.ones(p, c, dtype=torch.float64))
+
+
+def test_nan_tokens_raise():
+    t = torch.zeros(3, tok.TOKEN_DIM)
+    t[1, 2] = float("nan")
+    with pytest.raises(InvalidGaussiansError):
+        tok.tokens_to_gaussians(t)
+    with pytest.raises(InvalidGaussiansError):
+        tok.decode(torch.zeros(3, 5))
+
+
+# -- the backbone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention", ["full", "isab"])
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 40))
+def test_backbone_is_permutation_equivariant_float64(attention: str, seed: int, n: int):
+    cfg = micro_config(attention=attention)
+    model = randomize(WorldModel(cfg), seed=seed % 1000).double()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, n, cfg.token_dim, generator=gen, dtype=torch.float64)
+    perm = torch.randperm(n, generator=gen)
+    cond = random_condition(2, cfg.cond_dim, seed=seed)
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    drop = torch.tensor([False, True])
+    v = model(x, t, cond, drop)
+    v_perm = model(x[:, perm], t, cond, drop)
+    assert (v_perm - v[:, perm]).abs().max() <= 1e-9
+    assert v.abs().max() > 1e-3  # a non-trivial map
+
+
+def test_untrained_model_predicts_zero_velocity():
+    model = WorldModel(get_config("tiny"))
+    cond = random_condition(2, 384, dtype=torch.float32)
+    v = model(torch.randn(2, 32, tok.TOKEN_DIM), torch.rand(2), cond)
+    assert torch.equal(v, torch.zeros_like(v))
+    kids = model.decoder(torch.randn(3, 4, tok.CHILD_TOKEN_DIM), torch.rand(3), torch.randn(3, tok.TOKEN_DIM), torch.randn(3, 384))
+    assert torch.equal(kids, torch.zeros_like(kids))
+
+
+@pytest.mark.parametrize("attention", ["full", "isab"])
+def test_no_parameter_depends_on_set_size_and_sizes_transfer(attention: str):
+    cfg = micro_config(attention=attention)
+    model = randomize(WorldModel(cfg))
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    other = WorldModel(dataclasses.replace(cfg, n_tokens=cfg.n_tokens * 2 + 1))
+    assert shapes == {name: tuple(p.shape) for name, p in other.named_parameters()}
+    for n in (64, 256):
+        v = model(torch.randn(1, n, cfg.token_dim), torch.rand(1), random_condition(1, cfg.cond_dim, dtype=torch.float32))
+        assert v.shape == (1, n, cfg.token_dim) and torch.isfinite(v).all()
+
+
+def test_condition_changes_the_velocity_and_drop_removes_it():
+    cfg = micro_config()
+    model = randomize(WorldModel(cfg)).double()
+    x = torch.randn(2, 10, cfg.token_dim, dtype=torch.float64)
+    t = torch.full((2,), 0.5, dtype=torch.float64)
+    a, b = random_condition(2, cfg.cond_dim, seed=1), random_condition(2, cfg.cond_dim, seed=2)
+    assert (model(x, t, a) - model(x, t, b)).abs().max() > 1e-4
+    drop = torch.ones(2, dtype=torch.bool)
+    torch.testing.assert_close(model(x, t, a, drop), model(x, t, b, drop))
+
+
+def test_condition_shape_mismatch_is_a_usage_error():
+    with pytest.raises(UsageError):
+        Condition(torch.zeros(2, 3, 8), torch.ones(2, 4, dtype=torch.bool), torch.zeros(2, 8))
+    cfg = micro_config()
+    with pytest.raises(UsageError):
+        WorldModel(cfg)(torch.zeros(3, 4, cfg.token_dim), torch.zeros(3), random_condition(2, cfg.cond_dim, dtype=torch.float32))
+
+
+# -- config and weights files ---------------------------------------------------------------
+
+
+def test_presets_and_overrides():
+    assert set(PRESETS) >= {"tiny", "small", "base"}
+    cfg = get_config("tiny", depth=3)
+    assert cfg.depth == 3 and ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(UsageError):
+        get_config("huge")
+    with pytest.raises(UsageError):
+        get_config("tiny", nonsense=1)
+    with pytest.raises(UsageError):
+        ModelConfig(width=30, heads=4)
+
+
+def test_save_load_round_trip(tmp_path):
+    cfg = micro_config()
+    model = randomize(WorldModel(cfg))
+    path = tmp_path / "w.safetensors"
+    save_model(model, path)
+    back = load_model(path)
+    assert back.cfg == cfg
+    for (k, a), (k2, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temp file left
+
+
+def test_load_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(FormatError):
+        load_model(bad)
+    with pytest.raises(FormatError):
+        load_model(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other))
+    with pytest.raises(FormatError):
+        load_model(other)
+    cfg = micro_config()
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"x": torch.zeros(2)}, str(wrong), metadata={"format": "worldgen-model/1", "config": cfg.to_json()})
+    with pytest.raises(FormatError):
+        load_model(wrong)
+    assert dataclasses.asdict(cfg)  # config stays a plain dataclass
