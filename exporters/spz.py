@@ -1,0 +1,349 @@
+"""Niantic's .spz format: a gzip stream of a 16-byte header and quantised columns.
+
+Written as **version 3** (what Spark and Niantic's loaders read); versions 1-3
+are read. Layout after gunzip, little endian (nianticlabs/spz, load-spz.cc)::
+
+    u32 magic 0x5053474e ("NGSP") | u32 version | u32 numPoints
+    u8 shDegree | u8 fractionalBits | u8 flags (0x1 antialiased) | u8 reserved
+    positions  N x 3 x 24-bit signed fixed point, 1/2^fractionalBits m (v1: float16)
+    alphas     N x u8    round(opacity * 255)
+    colours    N x 3 u8  round(sh0 * 0.15 * 255 + 127.5)
+    scales     N x 3 u8  round((log(scale) + 10) * 16)
+    rotations  v3: N x u32 smallest-three: 2-bit index of the largest |component|
+               (x y z w order), then for the other three in order a sign bit and a
+               9-bit magnitude round_down(511 * |c| / sqrt(1/2) + 0.5), the largest
+               made positive; v1/v2: N x 3 u8 of x y z (w >= 0) as round(127.5 c + 127.5)
+    sh         N x K x 3 u8 (coefficient-major, rgb inner): round(128 c) + 128,
+               snapped to buckets of 8 (degree 1, 5 bits) or 16 (degrees 2-3, 4 bits)
+
+Quantisation errors of a round trip (asserted in tests/test_formats_spz.py):
+position <= 2^-(fb+1) m (fb = 12, i.e. 0.12 mm, lowered only for worlds wider
+than +-2048 m); opacity <= 0.5/255; sh0 <= 0.5/38.25 for sh0 in [-3.3, 3.3];
+log scale <= 1/32 for log scales in [-10, 5.9]; each quaternion component
+<= ~2e-3; SH degree 1 <= 4.5/128 and degrees 2-3 <= 8.5/128 for coefficients
+in [-1, 1] (values outside are clipped).
+
+Frame: SPZ stores RUB (x right, y up, z back), so the default is ``up="y"``;
+world +y (forward) becomes -z. Version 4 (zstd streams) and files with
+extensions (flag 0x2) are refused with a FormatError. The gunzipped size is
+capped at what the header's numPoints implies, and numPoints at what the
+compressed size can hold, so a gzip bomb or a lying header cannot eat memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import zlib
+from typing import Literal
+
+import numpy as np
+
+from exporters.common import OnInvalid, make_gaussians, read_bytes, to_numpy32, to_numpy64
+from exporters.frames import Up, from_file_frame, to_file_frame
+from worldgen.errors import FormatError
+from worldgen.gaussians import Gaussians
+from worldgen.io import atomic_write_bytes
+from worldgen.sh import REST_COEFFS
+
+DEFAULT_UP: Up = "y"
+MAGIC = 0x5053474E
+HEADER = struct.Struct("<IIIBBBB")  # 16 bytes
+COLOR_SCALE = 0.15
+SQRT1_2 = math.sqrt(0.5)
+MAX_POINTS = 100_000_000
+_MAX_RATIO = 1100  # deflate cannot expand more than ~1032x
+_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+FLAG_ANTIALIASED, FLAG_EXTENSIONS = 0x1, 0x2
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero, as C++'s std::round (exact in any float dtype)."""
+    t = np.trunc(x)
+    f = x - t  # exact: the fraction, in (-1, 1)
+    f *= 2
+    np.trunc(f, out=f)  # +-1 where |fraction| >= 0.5
+    t += f
+    return t
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(_round(x), 0, 255).astype(np.uint8)
+
+
+def point_size(version: int, sh_degree: int) -> int:
+    """Bytes per Gaussian in the gunzipped body."""
+    return (6 if version == 1 else 9) + 1 + 3 + 3 + (4 if version >= 3 else 3) + 3 * REST_COEFFS[sh_degree]
+
+
+def fractional_bits(means: np.ndarray, *, max_bits: int = 12) -> int:
+    """The largest fractionalBits <= max_bits whose 24-bit fixed point holds every coordinate."""
+    extent = float(np.abs(means).max()) if means.size else 0.0
+    for bits in range(max_bits, -1, -1):
+        if extent * 2.0**bits + 0.5 < 2**23:
+            return bits
+    raise FormatError(f"coordinates up to {extent:.3g} m do not fit .spz's 24-bit fixed point (limit 8.4e6 m)")
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def _pack_rotations_v3(q: np.ndarray) -> np.ndarray:
+    """Smallest-three packing of x y z w quaternions. [N, 4] -> [N] u32"""
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    n = len(q)
+    largest = np.argmax(np.abs(q), axis=1)
+    negate = q[np.arange(n), largest] < 0
+    others = q[np.arange(n)[:, None], _OTHERS[largest]]  # [N, 3]
+    sign = ((others < 0) ^ negate[:, None]).astype(np.uint32)
+    mag = np.minimum(np.floor(511.0 * np.abs(others) / SQRT1_2 + 0.5), 511).astype(np.uint32)
+    parts = (sign << 9) | mag
+    return (largest.astype(np.uint32) << 30) | (parts[:, 0] << 20) | (parts[:, 1] << 10) | parts[:, 2]
+
+
+def _pack_rotations_v2(q: np.ndarray) -> np.ndarray:
+    """x y z of w >= 0 quaternions as bytes. [N, 4] -> [N, 3] u8"""
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    q = np.where(q[:, 3:4] < 0, -q, q)
+    return _u8(q[:, :3] * 127.5 + 127.5)
+
+
+def pack_spz(g: Gaussians, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False) -> bytes:
+    """The gunzipped .spz payload of `g` (header and columns)."""
+    if version not in (1, 2, 3):
+        raise FormatError(f".spz version {version} cannot be written; choose 1, 2 or 3")
+    g = to_file_frame(g.validate(), up)
+    n, deg = len(g), g.sh_degree
+    means = to_numpy64(g.means)
+    bits = fractional_bits(means) if version > 1 else 0
+    if version == 1:
+        positions = means.astype("<f2").tobytes()
+    else:
+        fixed = _round(means * 2.0**bits).astype(np.int64).reshape(-1) & 0xFFFFFF
+        positions = fixed.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    with np.errstate(divide="ignore"):
+        scales = _u8((np.log(to_numpy64(g.scales)) + 10.0) * 16.0)
+    quats = to_numpy64(g.quats)[:, [1, 2, 3, 0]]  # w x y z -> x y z w
+    rotations = _pack_rotations_v3(quats).astype("<u4") if version >= 3 else _pack_rotations_v2(quats)
+    q = _round(to_numpy32(g.shN) * np.float32(128))  # [N, K, 3]; float32 is exact here (small integers)
+    q += 128
+    for lo, hi, bucket in ((0, 3, 8), (3, q.shape[1], 16)):  # 5 bits for degree 1, 4 bits above
+        part = q[:, lo:hi]
+        part += bucket // 2
+        np.floor_divide(part, bucket, out=part)
+        part *= bucket
+    flags = FLAG_ANTIALIASED if antialiased else 0
+    return b"".join(
+        [
+            HEADER.pack(MAGIC, version, n, deg, bits, flags, 0),
+            positions,
+            _u8(to_numpy64(g.opacities) * 255.0).tobytes(),
+            _u8(to_numpy64(g.sh0[:, 0]) * (COLOR_SCALE * 255.0) + 0.5 * 255.0).tobytes(),
+            scales.tobytes(),
+            rotations.tobytes(),
+            np.clip(q, 0, 255).astype(np.uint8).tobytes(),
+        ]
+    )
+
+
+def _gzip(data: bytes, level: int = 6) -> bytes:
+    c = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9)
+    return c.compress(data) + c.flush()
+
+
+def encode_spz(g: Gaussians, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False) -> bytes:
+    """The .spz file of `g` as bytes (gzip of `pack_spz`)."""
+    return _gzip(pack_spz(g, up=up, version=version, antialiased=antialiased))
+
+
+def save_spz(
+    g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False
+) -> None:
+    """Write `g` as a version-3 .spz (RUB frame by default), atomically."""
+    atomic_write_bytes(path, encode_spz(g, up=up, version=version, antialiased=antialiased))
+
+
+def _pack_spz_reference(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
+    """Slow twin of `pack_spz` (version 3): one splat at a time, as load-spz.cc's loops."""
+    g = to_file_frame(g.validate(), up)
+    n, deg = len(g), g.sh_degree
+    bits = fractional_bits(to_numpy64(g.means))
+    rnd = lambda x: math.copysign(math.floor(abs(x) + 0.5), x)  # noqa: E731
+    u8 = lambda x: int(min(max(rnd(x), 0), 255))  # noqa: E731
+    pos, alpha, color, scale, rot, sh = bytearray(), bytearray(), bytearray(), bytearray(), bytearray(), bytearray()
+    for i in range(n):
+        for c in g.means[i].tolist():
+            pos += (int(rnd(c * 2.0**bits)) & 0xFFFFFF).to_bytes(3, "little")
+        alpha.append(u8(float(g.opacities[i]) * 255))
+        color += bytes(u8(c * COLOR_SCALE * 255 + 127.5) for c in g.sh0[i, 0].tolist())
+        scale += bytes(u8((math.log(s) + 10) * 16) if s > 0 else 0 for s in g.scales[i].tolist())
+        w, x, y, z = g.quats[i].tolist()
+        q = [x, y, z, w]
+        norm = math.sqrt(sum(c * c for c in q))
+        q = [c / norm for c in q]
+        largest = max(range(4), key=lambda k: (abs(q[k]), -k))
+        comp = largest
+        for k in range(4):
+            if k != largest:
+                negbit = int(q[k] < 0) ^ int(q[largest] < 0)
+                comp = (comp << 10) | (negbit << 9) | min(int(511 * abs(q[k]) / SQRT1_2 + 0.5), 511)
+        rot += comp.to_bytes(4, "little")
+        for j, rgb in enumerate(g.shN[i].tolist()):
+            bucket = 8 if j < 3 else 16
+            for c in rgb:
+                v = int(rnd(c * 128)) + 128
+                sh.append(min(max((v + bucket // 2) // bucket * bucket, 0), 255))
+    return HEADER.pack(MAGIC, 3, n, deg, bits, 0, 0) + bytes(pos + alpha + color + scale + rot + sh)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def gunzip_payload(data: bytes, name: str) -> bytes:
+    """The gunzipped payload, read no further than its header's point count allows."""
+    if not data:
+        raise FormatError(f"{name}: the file is empty")
+    if data[:4] == b"NGSP":
+        raise FormatError(f"{name}: .spz version 4 (zstd streams) is not supported; re-save it as version 3")
+    if data[:2] != b"\x1f\x8b":
+        raise FormatError(f"{name}: not a .spz file (no gzip magic number)")
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = d.decompress(data, HEADER.size)
+        if len(head) < HEADER.size:
+            raise FormatError(f"{name}: truncated .spz: the gzip stream ends inside the 16-byte header")
+        magic, version, n, deg, _bits, flags, _ = HEADER.unpack(head)
+        if magic != MAGIC:
+            raise FormatError(f"{name}: wrong magic number 0x{magic:08x} in the .spz header (expected 0x{MAGIC:08x})")
+        if version not in (1, 2, 3):
+            raise FormatError(f"{name}: .spz version {version} is not supported (versions 1-3 are)")
+        if deg > 3:
+            raise FormatError(f"{name}: SH degree {deg} in the .spz header; worldgen reads degrees 0-3")
+        if flags & FLAG_EXTENSIONS:
+            raise FormatError(f"{name}: .spz extensions (flag 0x2) are not supported")
+        expected = n * point_size(version, deg)
+        if n > MAX_POINTS or expected > _MAX_RATIO * len(data) + 4096:
+            raise FormatError(f"{name}: the .spz header claims {n} points, more than the {len(data)}-byte file can hold")
+        body = bytearray(head)
+        while len(body) < HEADER.size + expected:
+            chunk = d.decompress(d.unconsumed_tail, HEADER.size + expected - len(body))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) < HEADER.size + expected:
+            raise FormatError(
+                f"{name}: truncated .spz: the header promises {n} points ({expected} bytes), the data holds {len(body) - HEADER.size}"
+            )
+        if d.decompress(d.unconsumed_tail, 1):
+            raise FormatError(f"{name}: the .spz header says {n} points but the data holds more (lying header)")
+        if not d.eof:
+            raise FormatError(f"{name}: truncated .spz: the gzip stream does not end")
+    except zlib.error as e:
+        raise FormatError(f"{name}: corrupt .spz gzip stream ({e})") from None
+    return bytes(body)
+
+
+def _unpack_rotations_v3(comp: np.ndarray) -> np.ndarray:
+    """[N] u32 -> [N, 4] x y z w"""
+    comp = comp.astype(np.uint32)
+    largest = (comp >> 30).astype(np.int64)
+    parts = np.stack([(comp >> 20) & 0x3FF, (comp >> 10) & 0x3FF, comp & 0x3FF], axis=1)
+    vals = SQRT1_2 * (parts & 0x1FF) / 511.0 * np.where((parts >> 9) & 1, -1.0, 1.0)
+    q = np.zeros((len(comp), 4))
+    rows = np.arange(len(comp))
+    q[rows[:, None], _OTHERS[largest]] = vals
+    q[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (vals**2).sum(axis=1)))
+    return q
+
+
+def unpack_spz(payload: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
+    """Gaussians (world frame) from a gunzipped .spz payload (as `gunzip_payload` returns it)."""
+    if len(payload) < HEADER.size:
+        raise FormatError(f"{name}: truncated .spz: {len(payload)} bytes, shorter than the 16-byte header")
+    magic, version, n, deg, bits, _flags, _ = HEADER.unpack_from(payload)
+    if magic != MAGIC or version not in (1, 2, 3) or deg > 3:
+        raise FormatError(f"{name}: bad .spz header (magic 0x{magic:08x}, version {version}, SH degree {deg})")
+    if len(payload) != HEADER.size + n * point_size(version, deg):
+        raise FormatError(f"{name}: the .spz header says {n} points, the payload holds {len(payload) - HEADER.size} bytes")
+    k = REST_COEFFS[deg]
+    buf = np.frombuffer(payload, dtype=np.uint8, offset=HEADER.size)
+    sizes = [n * (6 if version == 1 else 9), n, 3 * n, 3 * n, n * (4 if version >= 3 else 3), 3 * k * n]
+    pos, alpha, color, scale, rot, sh = np.split(buf, np.cumsum(sizes)[:-1])
+    if version == 1:
+        means = pos.view("<f2").astype(np.float64).reshape(n, 3)
+    else:
+        b = pos.reshape(-1, 3).astype(np.int64)
+        fixed = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        means = (((fixed ^ 0x800000) - 0x800000) * 2.0**-bits).reshape(n, 3)
+    if version >= 3:
+        q = _unpack_rotations_v3(rot.view("<u4"))
+    else:
+        xyz = rot.reshape(n, 3) / 127.5 - 1.0
+        q = np.concatenate([xyz, np.sqrt(np.maximum(0.0, 1.0 - (xyz**2).sum(axis=1)))[:, None]], axis=1)
+    g = make_gaussians(
+        name,
+        means=means,
+        quats=q[:, [3, 0, 1, 2]],
+        scales=np.exp(scale.reshape(n, 3) / 16.0 - 10.0),
+        opacities=alpha / 255.0,
+        sh0=((color.reshape(n, 1, 3) / 255.0) - 0.5) / COLOR_SCALE,
+        shN=(sh.reshape(n, k, 3).astype(np.float64) - 128.0) / 128.0,
+        on_invalid=on_invalid,
+    )
+    return from_file_frame(g, up)
+
+
+def decode_spz(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
+    """Gaussians (world frame) from the bytes of a .spz file (versions 1-3)."""
+    return unpack_spz(gunzip_payload(data, name), name, up=up, on_invalid=on_invalid)
+
+
+def load_spz(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
+    """Read a .spz file (versions 1-3, RUB frame by default) into world-frame Gaussians."""
+    return decode_spz(read_bytes(path), str(path), up=up, on_invalid=on_invalid)
+
+
+def _unpack_spz_reference(payload: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP) -> Gaussians:
+    """Slow twin of `unpack_spz` (version 3 only): one splat at a time."""
+    _, _, n, deg, bits, _, _ = HEADER.unpack_from(payload)
+    k = REST_COEFFS[deg]
+    o = [HEADER.size]
+    for size in (9 * n, n, 3 * n, 3 * n, 4 * n):
+        o.append(o[-1] + size)
+    means, quats, scales, opac, sh0, shn = [], [], [], [], [], []
+    for i in range(n):
+        xyz = []
+        for c in range(3):
+            v = int.from_bytes(payload[o[0] + 9 * i + 3 * c : o[0] + 9 * i + 3 * c + 3], "little", signed=True)
+            xyz.append(v / 2.0**bits)
+        means.append(xyz)
+        opac.append(payload[o[1] + i] / 255)
+        sh0.append([[(payload[o[2] + 3 * i + c] / 255 - 0.5) / COLOR_SCALE for c in range(3)]])
+        scales.append([math.exp(payload[o[3] + 3 * i + c] / 16 - 10) for c in range(3)])
+        comp = int.from_bytes(payload[o[4] + 4 * i : o[4] + 4 * i + 4], "little")
+        largest, q, total = comp >> 30, [0.0] * 4, 0.0
+        for j in (3, 2, 1, 0):
+            if j != largest:
+                mag, neg = comp & 511, (comp >> 9) & 1
+                comp >>= 10
+                q[j] = SQRT1_2 * mag / 511 * (-1 if neg else 1)
+                total += q[j] ** 2
+        q[largest] = math.sqrt(max(0.0, 1 - total))
+        quats.append([q[3], q[0], q[1], q[2]])
+        base = o[5] + 3 * k * i
+        shn.append([[(payload[base + 3 * j + c] - 128) / 128 for c in range(3)] for j in range(k)])
+    arr = lambda x, shape: np.array(x, dtype=np.float64).reshape(shape)  # noqa: E731
+    g = make_gaussians(
+        name,
+        means=arr(means, (n, 3)),
+        quats=arr(quats, (n, 4)),
+        scales=arr(scales, (n, 3)),
+        opacities=arr(opac, (n,)),
+        sh0=arr(sh0, (n, 1, 3)),
+        shN=arr(shn, (n, k, 3)),
+    )
+    return from_file_frame(g, up)
+
+
+__all__ = ["DEFAULT_UP", "MAGIC", "decode_spz", "encode_spz", "gunzip_payload", "load_spz", "pack_spz", "save_spz", "unpack_spz"]
