@@ -96,9 +96,15 @@ def make_gaussians(
         q = q.astype(np.float64, copy=True)
         q[off] /= norms[off, None]
     fields["quats"] = q
-    out = {f: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for f, v in fields.items()}
+    out = {f: torch.from_numpy(_owned_float32(v)) for f, v in fields.items()}
     out["opacities"] = out["opacities"].clamp(0.0, 1.0)
     return Gaussians(**out)
+
+
+def _owned_float32(v: np.ndarray) -> np.ndarray:
+    """A contiguous, writable float32 array (a copy when `v` is a read-only view of file bytes)."""
+    out = np.ascontiguousarray(v, dtype=np.float32)
+    return out if out.flags.writeable else out.copy()
 
 
 __all__ = ["OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]
