@@ -1,0 +1,114 @@
+"""The training loop: the tiny preset learns, resumes bit-for-bit, trains the image path, runs under torchrun."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from worldgen.errors import UsageError
+from worldgen.model import load_model, sample
+from worldgen.model import tokens as tok
+from worldgen.train import TrainConfig, load_checkpoint, toy_worlds, train, train_config
+
+
+def test_tiny_preset_learns_the_condition(tmp_path):
+    data, labels = toy_worlds(64, 128, children=8)
+    cfg = train_config("tiny", out_dir=str(tmp_path), progress=False)
+    result = train(cfg, data)
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.6 * first, (first, last)
+    assert sum(result.decoder_losses[-10:]) < 0.8 * sum(result.decoder_losses[:10])
+    assert result.step == cfg.steps and result.samples_per_s > 0
+    # the weights file loads, and sampling follows the condition: each class gets its own ground colour
+    model = load_model(tmp_path / "model.safetensors")
+    class_rgb = torch.stack([data.coarse[labels == k][..., tok.RGB].mean((0, 1)) for k in range(4)])
+    hits = 0
+    for k in range(4):
+        x = sample(model, data.cond.index(slice(k, k + 1)), n=128, steps=8, guidance=3.0, seed=k)[0]
+        hits += int((x[:, tok.RGB].mean(0) - class_rgb).norm(dim=1).argmin() == k)
+    assert hits >= 3
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    data, _ = toy_worlds(8, 32, children=4)
+    base = dict(model="tiny", steps=6, batch_size=2, subset_n=16, decoder_parents=8, precision="fp32",
+                ckpt_every=0, progress=False, warmup=2)  # fmt: skip
+    straight = train(TrainConfig(**base, out_dir=str(tmp_path / "a")), data)
+    train(TrainConfig(**{**base, "steps": 3}, out_dir=str(tmp_path / "b")), data)
+    resumed = train(TrainConfig(**base, out_dir=str(tmp_path / "b")), data)
+    assert resumed.step == 6 and len(resumed.losses) == 3
+    assert resumed.losses == straight.losses[3:]
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    data, _ = toy_worlds(4, 16)
+    train(TrainConfig(model="tiny", steps=1, batch_size=2, subset_n=8, progress=False, out_dir=str(tmp_path)), data)
+    with pytest.raises(UsageError):
+        train(TrainConfig(model="tiny", model_overrides={"depth": 1}, steps=2, batch_size=2, progress=False,
+                          out_dir=str(tmp_path)), data)  # fmt: skip
+    from worldgen.model import WorldModel, get_config
+
+    model = WorldModel(get_config("tiny"))
+    opt = torch.optim.AdamW(model.parameters())
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors", model, opt, torch.Generator()) == 1
+
+
+def test_image_conditioning_trains_the_image_encoder(tmp_path):
+    data, _ = toy_worlds(6, 16)
+    data.views = torch.randint(0, 256, (6, 2, 40, 40, 3), dtype=torch.uint8)
+    cfg = TrainConfig(model="tiny", steps=3, batch_size=3, subset_n=8, image_prob=1.0, progress=False,
+                      precision="fp32", out_dir=str(tmp_path))  # fmt: skip
+    before = {k: v.clone() for k, v in train(dataclass_replace(cfg, steps=0), data).model.image.state_dict().items()}
+    after = train(cfg, data).model.image.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def dataclass_replace(cfg: TrainConfig, **kw) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_bad_configs():
+    with pytest.raises(UsageError):
+        train_config("enormous")
+    with pytest.raises(UsageError):
+        TrainConfig(batch_size=0)
+    with pytest.raises(UsageError):
+        TrainConfig(precision="fp8")
+    data, _ = toy_worlds(4, 16, cond_dim=10)
+    with pytest.raises(UsageError):
+        train(TrainConfig(model="tiny", steps=1, progress=False, out_dir=""), data)
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_ddp_under_torchrun_with_gloo(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch, torch.distributed as dist
+        from worldgen.train import TrainConfig, toy_worlds, train
+        data, _ = toy_worlds(8, 32, children=4)
+        r = train(TrainConfig(model="tiny", steps=2, batch_size=2, subset_n=16, decoder_parents=8, progress=False,
+                              precision="fp32", out_dir={str(tmp_path / "run")!r}), data)
+        w = torch.cat([p.detach().flatten() for p in r.model.parameters()])
+        gathered = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, w)
+        assert dist.get_world_size() == 2 and torch.equal(gathered[0], gathered[1])
+        print("rank", dist.get_rank(), "ok")
+        dist.destroy_process_group()
+    """))
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script)], capture_output=True,
+                          text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ok") == 2
+    assert (tmp_path / "run" / "model.safetensors").exists()

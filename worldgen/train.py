@@ -1,0 +1,457 @@
+"""Training the world model: `TrainConfig`, named presets, and one loop.
+
+- Objective: rectified flow on the coarse set (`model/flow.py`) plus the detail
+  decoder's own flow on the children of a random subset of parents, and, when
+  the data carries rendered views, the image encoder through the same loss
+  (a world conditioned on one of its own views instead of its caption).
+- Worlds are trained on random subsets of their coarse Gaussians
+  (`subset_n`): a set model without positional order transfers across set
+  sizes, and small sets train several times faster.
+- Resumable: `out_dir/checkpoint.safetensors` holds the model, the AdamW
+  state, the step and the data RNG; `resume=True` continues bit-for-bit.
+  The final weights go to `out_dir/model.safetensors` (`load_model` reads it).
+- bf16 autocast on CPU (when the CPU has bf16 units) and on CUDA.
+- Multi-GPU: launched by `torchrun`, the loop joins the process group, wraps
+  the model in DDP and gives each rank its own data stream; rank 0 logs and
+  writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from worldgen.errors import FormatError, UsageError
+from worldgen.model import tokens as tok
+from worldgen.model.config import get_config
+from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
+from worldgen.model.set_transformer import Condition
+from worldgen.model.world import WorldModel, save_model
+
+CHECKPOINT_FORMAT = "worldgen-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data."""
+
+    model: str = "small"  # a ModelConfig preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    steps: int = 20000
+    batch_size: int = 32  # worlds per step (per rank)
+    subset_n: int = 256  # coarse Gaussians drawn per world per step (0 = all)
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    cond_drop: float = 0.1  # condition dropout for classifier-free guidance
+    pairing: Pairing = "none"  # "sinkhorn": minibatch OT between noise and data tokens
+    t_dist: TimeDist = "logit_normal"
+    decoder_parents: int = 256  # parents per step for the detail decoder's loss (0 = off)
+    decoder_weight: float = 1.0
+    image_prob: float = 0.25  # chance that a world is conditioned on one of its views (needs views)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    out_dir: str = "runs/world"
+    ckpt_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.subset_n < 0 or self.lr <= 0:
+            raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0 and lr > 0 are required")
+        if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
+            raise UsageError("cond_drop and image_prob must lie in [0, 1]")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+#: named training presets (`train_config(name, **overrides)`)
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # under a minute on a 2-core CPU: a smoke run that still learns
+    "tiny": TrainConfig(model="tiny", steps=120, batch_size=8, subset_n=64, lr=2e-3, warmup=10,
+                        decoder_parents=64, ckpt_every=0, log_every=10),
+    "small": TrainConfig(model="small", steps=20000, batch_size=32, subset_n=256, lr=3e-4, warmup=500),
+    "base": TrainConfig(model="base", steps=200000, batch_size=64, subset_n=1024, lr=1e-4, warmup=2000,
+                        decoder_parents=1024),
+}  # fmt: skip
+
+
+def train_config(name: str, **overrides: Any) -> TrainConfig:
+    """The training preset `name` with some fields replaced."""
+    if name not in TRAIN_PRESETS:
+        raise UsageError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    try:
+        return dataclasses.replace(TRAIN_PRESETS[name], **overrides)
+    except TypeError as e:
+        raise UsageError(f"bad TrainConfig override: {e}") from None
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorldSet:
+    """Training worlds in memory, already in token space."""
+
+    coarse: Tensor  # [W, N, token_dim]
+    cond: Condition  # batch W: each world's caption (MiniLM) or any condition vectors
+    children: Tensor | None = None  # [W, N, C, child_dim] in each parent's frame
+    views: Tensor | None = None  # [W, V, H, W, 3] uint8 rendered views
+    captions: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        w = self.coarse.shape[0]
+        if self.coarse.ndim != 3 or self.cond.batch != w:
+            raise UsageError(f"coarse must be [W, N, D] with one condition per world; got {tuple(self.coarse.shape)}")
+        if self.children is not None and self.children.shape[:2] != self.coarse.shape[:2]:
+            raise UsageError("children must be [W, N, C, D] for the same worlds and parents")
+        if self.views is not None and self.views.shape[0] != w:
+            raise UsageError("views must hold one row per world")
+
+    def __len__(self) -> int:
+        return self.coarse.shape[0]
+
+    def batch(self, idx: Tensor, subset_n: int, gen: torch.Generator) -> tuple[Tensor, Condition, Tensor]:
+        """Coarse tokens of worlds `idx`, each a random subset of `subset_n` Gaussians: ([B, n, D], cond, rows [B, n])."""
+        n = self.coarse.shape[1]
+        k = n if subset_n <= 0 or subset_n >= n else subset_n
+        rows = torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(len(idx))])  # [B, k]
+        x1 = torch.gather(self.coarse[idx], 1, rows[..., None].expand(-1, -1, self.coarse.shape[2]))
+        return x1, self.cond.index(idx), rows
+
+
+def world_set_from_fields(
+    coarse: dict[str, Tensor],  # means [W, N, 3], quats [W, N, 4], scales [W, N, 3], opacities [W, N], rgb [W, N, 3]
+    captions: Sequence[str],
+    *,
+    children: dict[str, Tensor] | None = None,  # the same fields, [W, N, C, ...], in the world frame
+    views: Tensor | None = None,  # [W, V, H, W, 3] uint8
+    encode: Callable[[Sequence[str]], Condition] | None = None,
+) -> WorldSet:
+    """Physical Gaussians and captions -> a `WorldSet` (captions through MiniLM unless `encode` is given)."""
+    if len(captions) != coarse["means"].shape[0]:
+        raise UsageError(f"{len(captions)} captions for {coarse['means'].shape[0]} worlds")
+    x = tok.encode(coarse["means"], coarse["quats"], coarse["scales"], coarse["opacities"], coarse["rgb"])
+    kids = None
+    if children is not None:
+        w, n = x.shape[:2]
+        flat = {k: v.reshape(w * n, *v.shape[2:]) for k, v in children.items()}
+        parent = {k: coarse[k].reshape(w * n, *coarse[k].shape[2:]) for k in ("means", "quats", "scales")}
+        kids = tok.encode_children(parent, flat["means"], flat["quats"], flat["scales"], flat["opacities"], flat["rgb"])
+        kids = kids.reshape(w, n, *kids.shape[1:])
+    if encode is None:
+        from worldgen.model.text import encode_caption
+
+        encode = lambda caps: Condition.cat([encode_caption(c) for c in caps])  # noqa: E731
+    return WorldSet(x.float(), encode(list(captions)), kids.float() if kids is not None else None, views, list(captions))
+
+
+def toy_worlds(
+    worlds: int = 64,
+    n: int = 128,
+    *,
+    classes: int = 4,
+    cond_dim: int = 384,
+    children: int = 0,
+    seed: int = 0,
+) -> tuple[WorldSet, Tensor]:
+    """A synthetic data set whose layout depends on the condition: for tests, examples and benchmarks.
+
+    World of class k: a flat ground disc of its class colour plus a cluster of
+    "trees" at a class-dependent spot; the condition is a fixed random vector
+    per class (3 "word" tokens and a pooled vector). Returns (set, labels [W]).
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(worlds) % classes
+    palette = torch.rand(classes, 3, generator=g)
+    spots = (torch.rand(classes, 2, generator=g) - 0.5) * 40.0
+    word = torch.nn.functional.normalize(torch.randn(classes, 3, cond_dim, generator=g), dim=-1)
+    means = torch.zeros(worlds, n, 3)
+    rgb = torch.zeros(worlds, n, 3)
+    tree = torch.rand(worlds, n, generator=g) < 0.3  # [W, N]
+    ground = (torch.rand(worlds, n, 2, generator=g) - 0.5) * 60.0
+    cluster = spots[labels][:, None] + torch.randn(worlds, n, 2, generator=g) * 3.0
+    means[..., :2] = torch.where(tree[..., None], cluster, ground)
+    means[..., 2] = torch.where(tree, 2.0 + torch.rand(worlds, n, generator=g) * 6.0, torch.zeros(worlds, n))
+    rgb[:] = palette[labels][:, None]
+    rgb = torch.where(tree[..., None], torch.tensor([0.1, 0.5, 0.1]), rgb)
+    quats = torch.nn.functional.normalize(torch.randn(worlds, n, 4, generator=g), dim=-1)
+    scales = torch.where(tree[..., None], torch.full((worlds, n, 3), 1.0), torch.tensor([1.5, 1.5, 0.1]))
+    opac = torch.full((worlds, n), 0.9)
+    coarse = {"means": means, "quats": quats, "scales": scales, "opacities": opac, "rgb": rgb}
+    kids = None
+    if children:
+        off = torch.randn(worlds, n, children, 3, generator=g) * scales[:, :, None]
+        kids = {
+            "means": means[:, :, None] + off,
+            "quats": quats[:, :, None].expand(-1, -1, children, -1),
+            "scales": scales[:, :, None].expand(-1, -1, children, -1) * 0.3,
+            "opacities": opac[:, :, None].expand(-1, -1, children),
+            "rgb": (rgb[:, :, None] + 0.05 * torch.randn(worlds, n, children, 3, generator=g)).clamp(0, 1),
+        }
+    tokens = word[labels]  # [W, 3, C]
+    cond = Condition(tokens, torch.ones(worlds, 3, dtype=torch.bool), torch.nn.functional.normalize(tokens.mean(1), dim=-1))
+    ws = world_set_from_fields(coarse, [f"class {int(k)}" for k in labels], children=kids, encode=lambda _: cond)
+    return ws, labels
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+class _Objective(nn.Module):
+    """The whole training loss as one module, so DDP sees every parameter in one forward."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        x1: Tensor,  # [B, n, D]
+        cond: Condition,
+        images: Tensor | None,  # [B, H, W, 3] uint8, or None
+        use_image: Tensor | None,  # [B] bool
+        kids: Tensor | None,  # [P, C, child_dim]
+        parents: Tensor | None,  # [P, D]
+        parent_world: Tensor | None,  # [P] row of the batch each parent came from
+        cfg: TrainConfig,
+        gen: torch.Generator,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoder
+        if images is not None and use_image is not None and bool(use_image.any()):
+            img = self.model.image(images[use_image])
+            tokens = cond.tokens.clone()
+            mask = cond.mask.clone()
+            pooled = cond.pooled.clone()
+            length = max(tokens.shape[1], img.tokens.shape[1])
+            pad = lambda t, v: torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1]) if t.ndim == 3 else (0, length - t.shape[1]), value=v)  # noqa: E731
+            tokens, mask = pad(tokens, 0.0), pad(mask, False)
+            tokens[use_image] = pad(img.tokens.to(tokens.dtype), 0.0)
+            mask[use_image] = pad(img.mask, False)
+            pooled[use_image] = img.pooled.to(pooled.dtype)
+            cond = Condition(tokens, mask, pooled)
+        loss_flow = flow_loss(self.model, x1, cond, cond_drop=cfg.cond_drop, pairing=cfg.pairing, t_dist=cfg.t_dist,
+                              generator=gen)  # fmt: skip
+        loss_dec = x1.new_zeros(())
+        if kids is not None:
+            loss_dec = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
+        return loss_flow + cfg.decoder_weight * loss_dec, loss_flow, loss_dec
+
+
+@dataclass
+class TrainResult:
+    model: WorldModel
+    losses: list[float]  # flow loss per step (this run's steps only)
+    decoder_losses: list[float]
+    samples_per_s: float
+    step: int  # the global step reached
+
+
+def train(
+    cfg: TrainConfig,
+    data: WorldSet,
+    *,
+    model: WorldModel | None = None,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train (or resume training) a world model on `data`; returns the model and its loss curve."""
+    rank, world, local = _distributed_setup()
+    if device is None:
+        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(device)
+    out = Path(cfg.out_dir)
+    ckpt_path = out / "checkpoint.safetensors"
+
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run
+            model = WorldModel(get_config(cfg.model, **cfg.model_overrides))
+    model = model.to(device).train()
+    if data.cond.tokens.shape[-1] != model.cfg.cond_dim:
+        raise UsageError(f"data conditions are {data.cond.tokens.shape[-1]}-d, the model takes {model.cfg.cond_dim}")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank)
+    step = 0
+    if cfg.resume and ckpt_path.exists():
+        step = load_checkpoint(ckpt_path, model, opt, gen)
+
+    objective: nn.Module = _Objective(model)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[local] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    autocast = _autocast(cfg.precision, device)
+    losses: list[float] = []
+    dec_losses: list[float] = []
+    rate = 0.0
+    progress = _Progress(cfg, start=step) if (cfg.progress and rank == 0) else None
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+            batch = _next_batch(data, cfg, gen, model.cfg.children, device)
+            with autocast:
+                loss, lf, ld = objective(*batch, cfg=cfg, gen=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            lf, ld = float(lf.detach()), float(ld.detach())
+            if not math.isfinite(lf) or not math.isfinite(ld):
+                raise FloatingPointError(f"training diverged at step {step} (loss {lf}, decoder {ld})")
+            losses.append(lf)
+            dec_losses.append(ld)
+            dt = time.perf_counter() - t0
+            rate = 0.9 * rate + 0.1 * (cfg.batch_size * world / dt) if rate else cfg.batch_size * world / dt
+            if progress is not None:
+                progress.update(step, lf, ld, rate)
+            if rank == 0 and cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
+    finally:
+        if progress is not None:
+            progress.close()
+    if rank == 0 and cfg.out_dir:
+        save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
+        save_model(model, out / "model.safetensors", extra={"train_config": cfg.to_json(), "step": str(step)})
+    return TrainResult(model.eval(), losses, dec_losses, rate, step)
+
+
+def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children: int, device: torch.device):
+    idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
+    x1, cond, rows = data.batch(idx, cfg.subset_n, gen)
+    images = use_image = None
+    if data.views is not None and cfg.image_prob > 0:
+        use_image = torch.rand(cfg.batch_size, generator=gen) < cfg.image_prob
+        view = torch.randint(data.views.shape[1], (cfg.batch_size,), generator=gen)
+        images = data.views[idx, view].to(device)
+        use_image = use_image.to(device)
+    kids = parents = parent_world = None
+    if data.children is not None and cfg.decoder_parents > 0:
+        b, k = rows.shape
+        pick = torch.randint(b * k, (cfg.decoder_parents,), generator=gen)
+        parent_world = pick // k
+        parent_row = rows.reshape(-1)[pick]
+        parents = data.coarse[idx[parent_world], parent_row].to(device)
+        kids = data.children[idx[parent_world], parent_row]  # [P, C_data, D]
+        if kids.shape[1] > children:  # train on a random subset of each parent's children
+            sub = torch.randperm(kids.shape[1], generator=gen)[:children]
+            kids = kids[:, sub]
+        kids = kids.to(device)
+        parent_world = parent_world.to(device)
+    return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world
+
+
+def _autocast(precision: str, device: torch.device):
+    use_bf16 = precision == "bf16" or (
+        precision == "auto"
+        and (device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+    )
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def _distributed_setup() -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), local
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: WorldModel, opt: torch.optim.Optimizer, gen: torch.Generator, step: int, cfg: TrainConfig
+) -> None:
+    """Model, AdamW moments, step and data RNG in one .safetensors file (written atomically)."""
+    from safetensors.torch import save_file
+
+    from worldgen.io import atomic_path
+
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    for i, st in opt_state["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{i}.{k}"] = v.detach().contiguous().cpu().reshape(v.shape)
+    tensors["rng"] = gen.get_state()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "step": str(step),
+        "model_config": model.cfg.to_json(),
+        "train_config": cfg.to_json(),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_checkpoint(path: str | os.PathLike, model: WorldModel, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
+    """Restore `save_checkpoint`'s state into model, optimizer and generator; returns the step."""
+    from safetensors.torch import load_file
+
+    from worldgen.model.config import ModelConfig
+    from worldgen.model.world import read_metadata
+
+    meta = read_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise FormatError(f"{path} is not a worldgen training checkpoint")
+    if ModelConfig.from_json(meta["model_config"]) != model.cfg:
+        raise UsageError(f"{path} was trained with another model config; use a fresh out_dir or resume=False")
+    tensors = load_file(str(path))
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    state = opt.state_dict()
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state["state"].setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
+    opt.load_state_dict(state)
+    gen.set_state(tensors["rng"])
+    return int(meta["step"])
+
+
+class _Progress:
+    """A rich progress bar: step, flow loss, decoder loss and samples/s."""
+
+    def __init__(self, cfg: TrainConfig, *, start: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.every = max(1, cfg.log_every)
+        self.bar = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  dec {task.fields[dec]:.4f}  {task.fields[rate]:.1f} samples/s"),
+            TimeRemainingColumn(), transient=False,
+        )  # fmt: skip
+        self.task = self.bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), dec=float("nan"), rate=0.0)
+        self.bar.start()
+
+    def update(self, step: int, loss: float, dec: float, rate: float) -> None:
+        if step % self.every == 0:
+            self.bar.update(self.task, completed=step, loss=loss, dec=dec, rate=rate)
+
+    def close(self) -> None:
+        self.bar.stop()
