@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -101,10 +101,15 @@ def make_gaussians(
     return Gaussians(**out)
 
 
+def write_array(f: BinaryIO, array: np.ndarray) -> None:
+    """Write a C-contiguous array's bytes without copying them."""
+    f.write(memoryview(np.ascontiguousarray(array)).cast("B") if array.size else b"")
+
+
 def _owned_float32(v: np.ndarray) -> np.ndarray:
     """A contiguous, writable float32 array (a copy when `v` is a read-only view of file bytes)."""
     out = np.ascontiguousarray(v, dtype=np.float32)
     return out if out.flags.writeable else out.copy()
 
 
-__all__ = ["OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]
+__all__ = ["write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]

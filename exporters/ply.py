@@ -30,7 +30,7 @@ import re
 
 import numpy as np
 
-from exporters.common import OnInvalid, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64
+from exporters.common import OnInvalid, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
 from exporters.frames import Up, from_file_frame, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
@@ -102,7 +102,7 @@ def save_ply(g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP, norm
     body = _body(g, normals=normals)
     with atomic_open(path) as f:
         f.write(_header(len(g), property_names(g.sh_degree, normals=normals)))
-        f.write(memoryview(body).cast("B"))
+        write_array(f, body)
 
 
 def _encode_ply_reference(g: Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 
-from exporters.common import OnInvalid, make_gaussians, read_bytes, to_numpy32, to_numpy64
+from exporters.common import OnInvalid, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
 from exporters.frames import Up, from_file_frame, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
@@ -82,9 +82,11 @@ def encode_splat(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
 
 def save_splat(g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP) -> None:
     """Write `g` as an antimatter15 .splat, atomically (SH bands dropped)."""
+    if len(g) == 0:
+        raise FormatError(f"{path}: a .splat file cannot hold zero splats (it would be an empty file)")
     rec = _records(_prepare(g, up))
     with atomic_open(path) as f:
-        f.write(memoryview(rec).cast("B"))
+        write_array(f, rec)
 
 
 def _encode_splat_reference(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
