@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 #: modules under worldgen.commands, each with a `register(app)` function
-COMMAND_MODULES: list[str] = ["view", "render"]
+COMMAND_MODULES: list[str] = ["view", "render", "formats", "procedural"]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"worldgen.commands.{_name}").register(app)

@@ -29,7 +29,7 @@ Split = Literal["train", "heldout"]
 BIOME_NOUN = {
     "temperate_forest": ["forest", "woodland", "deciduous forest", "oak forest", "broadleaf forest", "woods", "green woods",
                          "temperate forest", "leafy forest", "birch and oak woods", "forest glade", "wooded valley", "grove",
-                         "old forest", "beech wood", "wildwood", "forest clearing", "leafy woodland", "sunny woods", "copse"],
+                         "old forest", "beech wood", "wildwood", "forest clearing", "leafy woodland", "copse"],
     "pine_forest": ["pine forest", "evergreen forest", "conifer forest", "taiga", "boreal forest", "spruce forest", "pinewood",
                     "fir forest", "pine woods", "coniferous woodland", "alpine forest", "evergreen woods", "northern forest",
                     "forest of tall pines", "spruce woods", "mountain pine forest", "pine grove", "fir woods", "needle forest"],
@@ -52,7 +52,7 @@ BIOME_NOUN = {
                "plateau", "sandstone canyon", "red cliffs", "mesa country", "slot canyon", "canyonlands", "rock formations",
                "escarpment", "tablelands", "layered cliffs", "arroyo", "red rock desert"],
     "swamp": ["swamp", "marsh", "bog", "wetland", "bayou", "fen", "mire", "marshland", "swampland", "quagmire",
-              "misty marsh", "mangrove swamp", "murky wetland", "everglade", "morass", "slough", "boggy lowland",
+              "mangrove swamp", "murky wetland", "everglade", "morass", "slough", "boggy lowland",
               "cypress swamp", "reed marsh", "backwater"],
 }
 BIOME_ADJ = {
@@ -288,7 +288,7 @@ def describe(spec: WorldSpec, rng: np.random.Generator, *, split: Split = "train
         text = " ".join(adj + [biome]) + (f" with {_bare(structure)}" if structure else "") + (f" {water}" if water else "")
     else:  # adjectives
         text = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "") + (" " + " ".join(tails) if tails else "")
-    wrapper = str(rng.choice(_WRAPPERS[side]))
+    wrapper = str(rng.choice(_WRAPPERS[side])) if shape not in ("fronted", "tags") else "{}"
     text = " ".join(wrapper.format(text).split())
     return text.strip(" ,")
 
