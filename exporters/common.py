@@ -106,10 +106,20 @@ def write_array(f: BinaryIO, array: np.ndarray) -> None:
     f.write(memoryview(np.ascontiguousarray(array)).cast("B") if array.size else b"")
 
 
+def to_world(g: Gaussians, up: str, name: str | os.PathLike) -> Gaussians:
+    """Rotate decoded Gaussians from the file frame into the world frame; overflow is a FormatError."""
+    from exporters.frames import from_file_frame
+
+    out = from_file_frame(g, up)  # type: ignore[arg-type]
+    if out is not g and len(out) and not all(bool(torch.isfinite(t).all()) for t in (out.means, out.quats, out.shN)):
+        raise FormatError(f"{name}: values too large to rotate into the world frame (overflow to infinity)")
+    return out
+
+
 def _owned_float32(v: np.ndarray) -> np.ndarray:
     """A contiguous, writable float32 array (a copy when `v` is a read-only view of file bytes)."""
     out = np.ascontiguousarray(v, dtype=np.float32)
     return out if out.flags.writeable else out.copy()
 
 
-__all__ = ["write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]
+__all__ = ["to_world", "write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]

@@ -30,8 +30,8 @@ import re
 
 import numpy as np
 
-from exporters.common import OnInvalid, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
-from exporters.frames import Up, from_file_frame, to_file_frame
+from exporters.common import OnInvalid, to_world, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
+from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_open
@@ -152,6 +152,8 @@ def _parse_header(data: bytes, name: str) -> tuple[str, list[_Element], int]:
                 count = int(words[2])
                 if count < 0 or len(words) != 3:
                     raise ValueError
+                if count > len(data):  # every element takes at least a byte: a lying header
+                    raise FormatError(f"{name}: truncated or lying header: {count} {words[1]} elements in a {len(data)}-byte file")
                 elements.append(_Element(words[1], count))
             elif words[0] == "property" and elements:
                 if words[1] == "list":
@@ -162,6 +164,8 @@ def _parse_header(data: bytes, name: str) -> tuple[str, list[_Element], int]:
                     elements[-1].props.append((words[2], _TYPES[words[1]]))
             else:
                 raise ValueError
+        except FormatError:
+            raise
         except (KeyError, IndexError, ValueError):
             raise FormatError(f"{name}: bad .ply header line {lineno}: {line.strip()[:80]!r}") from None
     if fmt is None:
@@ -259,7 +263,7 @@ def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_in
             shN=_rest_to_shn(take(rest), k),
             on_invalid=on_invalid,
         )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 def load_ply(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
@@ -285,7 +289,7 @@ def _decode_ply_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAUL
         sh0=col(["f_dc_0", "f_dc_1", "f_dc_2"]).reshape(n, 1, 3),
         shN=col([props[i] for i in rest]).reshape(n, 3, k).transpose(0, 2, 1),
     )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 __all__ = ["DEFAULT_UP", "decode_ply", "encode_ply", "load_ply", "property_names", "save_ply"]

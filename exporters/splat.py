@@ -30,8 +30,8 @@ import warnings
 import numpy as np
 import torch
 
-from exporters.common import OnInvalid, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
-from exporters.frames import Up, from_file_frame, to_file_frame
+from exporters.common import OnInvalid, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
+from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_open
@@ -124,7 +124,7 @@ def decode_splat(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_
         shN=np.zeros((n, 0, 3)),
         on_invalid=on_invalid,
     )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 def load_splat(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
@@ -146,7 +146,7 @@ def _decode_splat_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFA
         sh0=((arr[:, 6:9] / 255 - 0.5) / C0).reshape(n, 1, 3),
         shN=np.zeros((n, 0, 3)),
     )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 __all__ = ["DEFAULT_UP", "RECORD", "LossyExportWarning", "decode_splat", "encode_splat", "load_splat", "save_splat", "visibility_order"]

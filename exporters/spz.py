@@ -40,8 +40,8 @@ from typing import Literal
 
 import numpy as np
 
-from exporters.common import OnInvalid, make_gaussians, read_bytes, to_numpy32, to_numpy64
-from exporters.frames import Up, from_file_frame, to_file_frame
+from exporters.common import OnInvalid, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64
+from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_write_bytes
@@ -291,7 +291,7 @@ def unpack_spz(payload: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on
         shN=(sh.reshape(n, k, 3).astype(np.float64) - 128.0) / 128.0,
         on_invalid=on_invalid,
     )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 def decode_spz(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
@@ -343,7 +343,7 @@ def _unpack_spz_reference(payload: bytes, name: str = "<bytes>", *, up: Up = DEF
         sh0=arr(sh0, (n, 1, 3)),
         shN=arr(shn, (n, k, 3)),
     )
-    return from_file_frame(g, up)
+    return to_world(g, up, name)
 
 
 __all__ = ["DEFAULT_UP", "MAGIC", "decode_spz", "encode_spz", "gunzip_payload", "load_spz", "pack_spz", "save_spz", "unpack_spz"]

@@ -183,7 +183,7 @@ def test_bad_headers(data, message):
 def test_a_header_that_lies_about_the_count_is_caught_before_allocating():
     data = encode_ply(random_gaussians(10, sh_degree=3))
     lying = data.replace(b"element vertex 10\n", b"element vertex 4000000000\n")
-    with pytest.raises(FormatError, match="truncated or lying header: 4000000000 vertices"):
+    with pytest.raises(FormatError, match="truncated or lying header: 4000000000 vertex"):
         decode_ply(lying, "liar.ply")
     with pytest.raises(FormatError, match="truncated"):
         decode_ply(data[:-5], "cut.ply")
