@@ -214,3 +214,18 @@ def test_load_rejects_bad_files(tmp_path):
     with pytest.raises(FormatError):
         load_model(wrong)
     assert dataclasses.asdict(cfg)  # config stays a plain dataclass
+
+
+def test_child_frame_agrees_with_the_dataset_lod():
+    lod = pytest.importorskip("worldgen.procedural.lod")
+    parents = random_gaussians(6, seed=3, dtype=torch.float64)
+    members = random_gaussians(6 * 5, seed=4, dtype=torch.float64)
+    members = members.replace(sh0=members.sh0.clamp(-1.7, 1.7))
+    ch = lod.to_children_local(parents, members, 5)
+    from_lod = tok.child_tokens_from_local(ch.offsets, ch.log_scales, ch.quats, ch.rgb, ch.opacities)
+    parent = {"means": parents.means, "quats": parents.quats, "scales": parents.scales}
+    m = lambda x: x.reshape(6, 5, *x.shape[1:])  # noqa: E731
+    mine = tok.encode_children(parent, m(members.means), m(members.quats), m(members.scales), m(members.opacities), m(members.rgb))
+    torch.testing.assert_close(mine, from_lod, rtol=1e-9, atol=1e-9)
+    back = lod.from_children_local(parents, lod.Children(**tok.child_local_from_tokens(mine)))
+    torch.testing.assert_close(back.means, members.means, rtol=1e-9, atol=1e-9)

@@ -106,33 +106,95 @@ def train_config(name: str, **overrides: Any) -> TrainConfig:
 
 @dataclass
 class WorldSet:
-    """Training worlds in memory, already in token space."""
+    """Training worlds in memory, already in token space, with one or more conditions per world."""
 
     coarse: Tensor  # [W, N, token_dim]
-    cond: Condition  # batch W: each world's caption (MiniLM) or any condition vectors
-    children: Tensor | None = None  # [W, N, C, child_dim] in each parent's frame
+    cond: Condition  # batch Q: the captions (MiniLM) or any condition vectors
+    children: Tensor | None = None  # [W, N, C, child_dim] in each parent's frame (float16 to save memory)
     views: Tensor | None = None  # [W, V, H, W, 3] uint8 rendered views
-    captions: list[str] | None = None
+    captions: list[str] | None = None  # [Q]
+    caption_world: Tensor | None = None  # [Q] long: the world each condition describes (None: Q == W, row i -> i)
 
     def __post_init__(self) -> None:
         w = self.coarse.shape[0]
-        if self.coarse.ndim != 3 or self.cond.batch != w:
-            raise UsageError(f"coarse must be [W, N, D] with one condition per world; got {tuple(self.coarse.shape)}")
+        if self.coarse.ndim != 3:
+            raise UsageError(f"coarse must be [W, N, D]; got {tuple(self.coarse.shape)}")
+        if self.caption_world is None and self.cond.batch != w:
+            raise UsageError(f"{self.cond.batch} conditions for {w} worlds and no caption_world map")
+        if self.caption_world is not None and (self.caption_world.shape != (self.cond.batch,) or self.caption_world.max() >= w):
+            raise UsageError("caption_world must map every condition to a world")
         if self.children is not None and self.children.shape[:2] != self.coarse.shape[:2]:
             raise UsageError("children must be [W, N, C, D] for the same worlds and parents")
         if self.views is not None and self.views.shape[0] != w:
             raise UsageError("views must hold one row per world")
 
     def __len__(self) -> int:
-        return self.coarse.shape[0]
+        return self.cond.batch
+
+    def world_of(self, idx: Tensor) -> Tensor:  # [B] condition rows -> [B] world rows
+        return idx if self.caption_world is None else self.caption_world[idx]
 
     def batch(self, idx: Tensor, subset_n: int, gen: torch.Generator) -> tuple[Tensor, Condition, Tensor]:
-        """Coarse tokens of worlds `idx`, each a random subset of `subset_n` Gaussians: ([B, n, D], cond, rows [B, n])."""
+        """Worlds of conditions `idx`, each a random subset of `subset_n` Gaussians: ([B, n, D], cond, rows [B, n])."""
         n = self.coarse.shape[1]
         k = n if subset_n <= 0 or subset_n >= n else subset_n
         rows = torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(len(idx))])  # [B, k]
-        x1 = torch.gather(self.coarse[idx], 1, rows[..., None].expand(-1, -1, self.coarse.shape[2]))
+        worlds = self.world_of(idx)
+        x1 = torch.gather(self.coarse[worlds], 1, rows[..., None].expand(-1, -1, self.coarse.shape[2]))
         return x1, self.cond.index(idx), rows
+
+
+def world_set_from_shards(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    *,
+    encode: Callable[[Sequence[str]], Condition] | None = None,
+    max_captions: int | None = None,
+) -> WorldSet:
+    """The procedural dataset (a directory with manifest.json, or shard files) as a `WorldSet`.
+
+    Coarse Gaussians -> tokens (`tokens.encode`); the children, stored in their
+    parent's frame by `worldgen.procedural.lod`, -> child tokens
+    (`child_tokens_from_local`, the same frame); every caption of a world
+    becomes one condition row (MiniLM unless `encode` is given); views are kept
+    as uint8 for the image encoder.
+    """
+    from worldgen.procedural.dataset import read_manifest, read_shard
+
+    if isinstance(paths, (str, os.PathLike)):
+        root = Path(paths)
+        if root.is_dir():
+            manifest = read_manifest(root)
+            if manifest is None:
+                raise FormatError(f"{root}: no manifest.json; build the dataset first")
+            paths = [root / manifest["shards"][i] for i in manifest["complete"]]
+        else:
+            paths = [root]
+    if not paths:
+        raise UsageError("no complete shards to train on")
+    coarse, kids, views, captions, owner = [], [], [], [], []
+    for path in paths:
+        sh = read_shard(path)
+        coarse.append(tok.encode(sh["coarse_means"], sh["coarse_quats"], sh["coarse_scales"], sh["coarse_opacities"],
+                                 sh["coarse_rgb"]).float())  # fmt: skip
+        kids.append(tok.child_tokens_from_local(
+            sh["children_offsets"].float(), sh["children_log_scales"].float(), sh["children_quats"].float(),
+            sh["children_rgb"].float(), sh["children_opacities"].float()).half())  # fmt: skip
+        views.append(sh["views"])
+        base = sum(c.shape[0] for c in coarse[:-1])
+        for j, caps in enumerate(sh["captions"]):
+            caps = caps[:max_captions] if max_captions else caps
+            captions += caps
+            owner += [base + j] * len(caps)
+    all_views = torch.cat(views)
+    cond = (encode or _encode_batched)(captions)
+    return WorldSet(torch.cat(coarse), cond, torch.cat(kids), all_views if all_views.shape[1] else None, captions,
+                    torch.tensor(owner, dtype=torch.long))  # fmt: skip
+
+
+def _encode_batched(captions: Sequence[str], batch: int = 128) -> Condition:
+    from worldgen.model.text import encode_text
+
+    return Condition.cat([encode_text(list(captions[i : i + batch])) for i in range(0, len(captions), batch)])
 
 
 def world_set_from_fields(
@@ -158,7 +220,7 @@ def world_set_from_fields(
         from worldgen.model.text import encode_caption
 
         encode = lambda caps: Condition.cat([encode_caption(c) for c in caps])  # noqa: E731
-    return WorldSet(x.float(), encode(list(captions)), kids.float() if kids is not None else None, views, list(captions))
+    return WorldSet(x.float(), encode(list(captions)), kids.half() if kids is not None else None, views, list(captions))
 
 
 def toy_worlds(
@@ -334,8 +396,9 @@ def train(
 
 
 def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children: int, device: torch.device):
-    idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
-    x1, cond, rows = data.batch(idx, cfg.subset_n, gen)
+    cidx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
+    x1, cond, rows = data.batch(cidx, cfg.subset_n, gen)
+    idx = data.world_of(cidx)
     images = use_image = None
     if data.views is not None and cfg.image_prob > 0:
         use_image = torch.rand(cfg.batch_size, generator=gen) < cfg.image_prob
@@ -353,7 +416,7 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
         if kids.shape[1] > children:  # train on a random subset of each parent's children
             sub = torch.randperm(kids.shape[1], generator=gen)[:children]
             kids = kids[:, sub]
-        kids = kids.to(device)
+        kids = kids.to(device=device, dtype=torch.float32)
         parent_world = parent_world.to(device)
     return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world
 

@@ -20,10 +20,13 @@ lands at ``|y| = 1.79``, the footprint corner at 1.29, and every token
 position is bounded, which suits noise-to-data flows. The inverse is exact.
 
 Children (the full-detail Gaussians under one coarse Gaussian) are tokens in
-their parent's local frame (`CHILD_TOKEN_DIM` = 14): position ``R_p^T (x -
-mu_p) / sigma_p`` with ``sigma_p = |scales_p|``, log-scale relative to
-``sigma_p``, rotation ``q_p^-1 q`` (w >= 0), colour and opacity as above. That
-frame turns with the parent, so the decoder never sees world orientation.
+their parent's local frame, the frame of `worldgen.procedural.lod` (the
+dataset stores them so): offset ``R_p^T (x - mu_p) / s_p`` and log-scale
+``log(s / s_p)`` per axis with ``s_p`` floored at `MIN_PARENT_SCALE`,
+rotation ``q_p^-1 q`` (w >= 0), colour and opacity as above
+(`CHILD_TOKEN_DIM` = 14). That frame turns with the parent, so the decoder
+never sees world orientation. `child_tokens_from_local` /
+`child_local_from_tokens` convert between the dataset's arrays and tokens.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ CHILD_TOKEN_DIM = 14
 HALF_EXTENT = 32.0  # meters: half the 64 m footprint; |means| <= this stays linear
 LOG_SCALE_MEAN = -1.0  # log(0.37 m)
 LOG_SCALE_STD = 1.5
-CHILD_LOG_SCALE_MEAN = -1.5  # children are smaller than their parent's extent
+CHILD_LOG_SCALE_MEAN = -1.0  # children are smaller than their parent
+MIN_PARENT_SCALE = 0.01  # meters; the floor worldgen.procedural.lod uses
 CHILD_LOG_SCALE_STD = 1.0
 LOGIT_SCALE = 4.0
 OPACITY_EPS = 1e-4  # opacities are clamped to [eps, 1 - eps] before the logit
@@ -135,6 +139,38 @@ def tokens_to_gaussians(tokens: Tensor, *, sh_degree: int = 0) -> Gaussians:  # 
 # -- child tokens (parent's local frame) -------------------------------------------------
 
 
+def child_tokens_from_local(
+    offsets: Tensor,  # [..., 3] R_p^T (x - mu_p) / s_p
+    log_scales: Tensor,  # [..., 3] log(s / s_p)
+    quats: Tensor,  # [..., 4] q_p^-1 q
+    rgb: Tensor,  # [..., 3]
+    opacities: Tensor,  # [...]
+) -> Tensor:  # [..., CHILD_TOKEN_DIM]
+    """The dataset's local-frame children (lod.Children fields) as normalised child tokens."""
+    return torch.cat(
+        [
+            offsets,
+            (log_scales - CHILD_LOG_SCALE_MEAN) / CHILD_LOG_SCALE_STD,
+            _fix_sign(quats),
+            2.0 * rgb - 1.0,
+            _logit(opacities)[..., None] / LOGIT_SCALE,
+        ],
+        dim=-1,
+    )
+
+
+def child_local_from_tokens(tokens: Tensor) -> dict[str, Tensor]:  # [..., CHILD_TOKEN_DIM]
+    """Exact inverse of `child_tokens_from_local`: offsets, log_scales, quats, rgb, opacities."""
+    _check_dim(tokens, CHILD_TOKEN_DIM)
+    return {
+        "offsets": tokens[..., POS],
+        "log_scales": tokens[..., SCALE] * CHILD_LOG_SCALE_STD + CHILD_LOG_SCALE_MEAN,
+        "quats": _fix_sign(tokens[..., ROT]),
+        "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
+        "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
+    }
+
+
 def encode_children(
     parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3]
     means: Tensor,  # [P, C, 3]
@@ -143,22 +179,13 @@ def encode_children(
     opacities: Tensor,  # [P, C]
     rgb: Tensor,  # [P, C, 3]
 ) -> Tensor:
-    """Children of each parent as tokens in the parent's local frame. -> [P, C, CHILD_TOKEN_DIM]"""
+    """World-frame children of each parent as tokens in the parent's local frame. -> [P, C, CHILD_TOKEN_DIM]"""
     rot = quat_to_rotmat(parent["quats"])  # [P, 3, 3] local -> world
-    sigma = parent["scales"].norm(dim=-1).clamp_min(1e-8)  # [P]
-    local = torch.einsum("pji,pcj->pci", rot, means - parent["means"][:, None]) / sigma[:, None, None]
+    s_p = parent["scales"].clamp_min(MIN_PARENT_SCALE)[:, None]  # [P, 1, 3]
+    offsets = torch.einsum("pji,pcj->pci", rot, means - parent["means"][:, None]) / s_p
     rel_q = quat_multiply(_quat_conj(_fix_sign(parent["quats"]))[:, None].expand_as(quats), quats)
-    log_s = torch.log(scales.clamp_min(1e-8) / sigma[:, None, None])
-    return torch.cat(
-        [
-            local,
-            (log_s - CHILD_LOG_SCALE_MEAN) / CHILD_LOG_SCALE_STD,
-            _fix_sign(rel_q),
-            2.0 * rgb - 1.0,
-            _logit(opacities)[..., None] / LOGIT_SCALE,
-        ],
-        dim=-1,
-    )
+    log_s = torch.log(scales.clamp_min(1e-8) / s_p)
+    return child_tokens_from_local(offsets, log_s, rel_q, rgb, opacities)
 
 
 def decode_children(
@@ -166,17 +193,17 @@ def decode_children(
     tokens: Tensor,  # [P, C, CHILD_TOKEN_DIM]
 ) -> dict[str, Tensor]:
     """Exact inverse of `encode_children`: world-frame fields, each [P, C, ...]."""
-    _check_dim(tokens, CHILD_TOKEN_DIM)
+    loc = child_local_from_tokens(tokens)
     rot = quat_to_rotmat(parent["quats"])
-    sigma = parent["scales"].norm(dim=-1).clamp_min(1e-8)
-    means = torch.einsum("pij,pcj->pci", rot, tokens[..., POS] * sigma[:, None, None]) + parent["means"][:, None]
+    s_p = parent["scales"].clamp_min(MIN_PARENT_SCALE)[:, None]
+    means = torch.einsum("pij,pcj->pci", rot, loc["offsets"] * s_p) + parent["means"][:, None]
     pq = _fix_sign(parent["quats"])[:, None].expand(*tokens.shape[:2], 4)
     return {
         "means": means,
-        "quats": _fix_sign(quat_multiply(pq, _fix_sign(tokens[..., ROT]))),
-        "scales": torch.exp(tokens[..., SCALE] * CHILD_LOG_SCALE_STD + CHILD_LOG_SCALE_MEAN) * sigma[:, None, None],
-        "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
-        "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
+        "quats": _fix_sign(quat_multiply(pq, loc["quats"])),
+        "scales": torch.exp(loc["log_scales"]) * s_p,
+        "opacities": loc["opacities"],
+        "rgb": loc["rgb"],
     }
 
 
