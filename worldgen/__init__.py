@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Gaussians": "worldgen.gaussians",
+    "WorldModel": "worldgen.model",
+    "ModelConfig": "worldgen.model",
+    "load_model": "worldgen.model",
+    "save_model": "worldgen.model",
+    "TrainConfig": "worldgen.train",
 }
 
 
