@@ -99,10 +99,14 @@ def test_backward_matches_reference(field):
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
 
 
-def test_chunking_and_slabs_do_not_change_the_image():
+@pytest.mark.parametrize(
+    "config",
+    [RasterConfig(chunk_elements=1, first_slab=1, max_slab=3), RasterConfig(tile_size=16), RasterConfig(tile_size=5)],
+)
+def test_tiles_chunks_and_slabs_do_not_change_the_image(config):
     g, cams = scene(n=120, seed=4), camera(width=70, height=45)
     a = render(g, cams, background=BG)
-    b = render(g, cams, background=BG, config=RasterConfig(chunk_elements=1, first_slab=1, max_slab=3))
+    b = render(g, cams, background=BG, config=config)
     torch.testing.assert_close(a.colors, b.colors, atol=1e-12, rtol=0)
     torch.testing.assert_close(a.alphas, b.alphas, atol=1e-12, rtol=0)
 

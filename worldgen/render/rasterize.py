@@ -6,11 +6,11 @@ Stages, for one camera at a time:
    projection with gsplat's clamped Jacobian, the 0.3-pixel low-pass `eps2d`,
    near/far culling, opacity-aware 3.33-sigma screen extents, SH colour from
    the camera direction. Only the Gaussians that can touch the image survive.
-2. `bin_tiles`: every (16x16 tile, Gaussian) pair whose screen box overlaps,
+2. `bin_tiles`: every (8x8 tile, Gaussian) pair whose screen box overlaps,
    sorted by tile and then by depth.
 3. `composite`: per chunk of tiles, the depth-sorted lists are padded into a
    [T, L] index and walked in slabs of growing depth; each slab computes
-   alpha for [T, 256 pixels, slab] with one batched matmul (the exponent is a
+   alpha for [T, tile pixels, slab] with one batched matmul (the exponent is a
    quadratic in the pixel's tile-local coordinates), transmittance by a
    cumulative product, and the colour by a second matmul. Saturated tiles
    drop out between slabs.
@@ -45,7 +45,8 @@ ALPHA_MAX = 0.999
 T_MIN = 1e-4
 #: screen extent in standard deviations, at most (gsplat's `extend`)
 EXTEND_MAX = 3.33
-TILE = 16
+LOG_ALPHA_MAX = math.log(ALPHA_MAX)
+LOG_ALPHA_THRESHOLD = math.log(ALPHA_THRESHOLD)
 #: a padded slot in a tile's list gets this exponent: alpha = exp(-PAD_EXPONENT) = 0
 PAD_EXPONENT = 1e4
 
@@ -59,8 +60,10 @@ class RasterConfig:
     eps2d: float = 0.3
     #: elements of the [tiles, 256, slab] working set per step: memory is bounded by this (x ~8 tensors)
     chunk_elements: int = 1 << 22
-    first_slab: int = 32
+    first_slab: int = 16
     max_slab: int = 256
+    #: square tile side in pixels; results do not depend on it (every pixel a Gaussian reaches is in its box)
+    tile_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -143,14 +146,15 @@ class Bins:
     tile_counts: Tensor  # [n_tiles] pairs per tile
     tiles_x: int
     tiles_y: int
+    tile: int  # tile side, pixels
 
 
 @torch.no_grad()
-def bin_tiles(p: Projected, width: int, height: int) -> Bins:
+def bin_tiles(p: Projected, width: int, height: int, tile: int = 16) -> Bins:
     """Tile overlaps of each Gaussian's screen box (gsplat's `isect_tiles`), ordered by tile then depth."""
-    tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
+    tiles_x, tiles_y = (width + tile - 1) // tile, (height + tile - 1) // tile
     order = torch.argsort(p.depths, stable=True)
-    m2, r = p.means2d[order] / TILE, p.radii[order].to(p.means2d.dtype) / TILE
+    m2, r = p.means2d[order] / tile, p.radii[order].to(p.means2d.dtype) / tile
     x0 = torch.floor(m2[:, 0] - r[:, 0]).clamp(0, tiles_x).long()
     x1 = torch.ceil(m2[:, 0] + r[:, 0]).clamp(0, tiles_x).long()
     y0 = torch.floor(m2[:, 1] - r[:, 1]).clamp(0, tiles_y).long()
@@ -162,12 +166,12 @@ def bin_tiles(p: Projected, width: int, height: int) -> Bins:
     first = torch.cumsum(counts, 0) - counts
     local = torch.arange(total, device=counts.device) - first[rank]
     wr = w[rank]
-    tile = (y0[rank] + local // wr) * tiles_x + x0[rank] + local % wr
-    tile, perm = torch.sort(tile, stable=True)  # stable: depth order kept within a tile
+    tile_of = (y0[rank] + local // wr) * tiles_x + x0[rank] + local % wr  # [M]
+    tile_of, perm = torch.sort(tile_of, stable=True)  # stable: depth order kept within a tile
     n_tiles = tiles_x * tiles_y
-    tile_counts = torch.bincount(tile, minlength=n_tiles)
+    tile_counts = torch.bincount(tile_of, minlength=n_tiles)
     tile_starts = torch.cumsum(tile_counts, 0) - tile_counts
-    return Bins(order, rank[perm], tile_starts, tile_counts, tiles_x, tiles_y)
+    return Bins(order, rank[perm], tile_starts, tile_counts, tiles_x, tiles_y, tile)
 
 
 def composite(
@@ -189,6 +193,7 @@ def composite(
         t.requires_grad for t in (p.means2d, p.conics, p.opacities, p.colors, p.depths)
     )
     n_tiles = bins.tiles_x * bins.tiles_y
+    TILE = bins.tile  # noqa: N806
 
     # per-Gaussian tables in depth order, with one padding row at the end (alpha 0)
     order = bins.order
@@ -217,26 +222,32 @@ def composite(
     max_slab = config.max_slab
     chunk_tiles = max(1, config.chunk_elements // (TILE * TILE * max_slab))
     arange_slab = torch.arange(max_slab, device=device)
+    if not grad:
+        buf_a = torch.empty(chunk_tiles * TILE * TILE * max_slab, dtype=dtype, device=device)
+        buf_b = torch.empty_like(buf_a)
+    n_px = TILE * TILE
     for c0 in range(0, len(busy), chunk_tiles):
-        tiles = busy[c0 : c0 + chunk_tiles]  # [T]
+        tiles = busy[c0 : c0 + chunk_tiles]  # [A] the chunk's tiles still being composited
         counts, starts = bins.tile_counts[tiles], bins.tile_starts[tiles]
-        nt = len(tiles)
-        acc = torch.zeros(nt, TILE * TILE, n_feat, dtype=dtype, device=device)
-        trans = torch.ones(nt, TILE * TILE, dtype=dtype, device=device)
-        live = torch.ones(nt, TILE * TILE, dtype=torch.bool, device=device)
-        active = torch.arange(nt, device=device)
+        acc = torch.zeros(len(tiles), n_px, n_feat, dtype=dtype, device=device)  # [A, P, F]
+        trans = torch.ones(len(tiles), n_px, dtype=dtype, device=device)  # [A, P] transmittance
+        live = torch.ones(len(tiles), n_px, dtype=torch.bool, device=device)  # [A, P] pixel not stopped
+        finished: list[tuple[Tensor, Tensor, Tensor]] = []
         s, slab = 0, config.first_slab
         while True:
-            active = active[(counts[active] > s) & live[active].any(1)]
-            if len(active) == 0:
-                break
-            e = min(s + slab, int(counts[active].max()))
+            if s > 0:  # retire tiles whose lists are exhausted or whose pixels have all stopped
+                keep = (counts > s) & live.any(1)
+                if not bool(keep.all()):
+                    finished.append((tiles[~keep], acc[~keep], trans[~keep]))
+                    tiles, counts, starts, acc, trans, live = (t[keep] for t in (tiles, counts, starts, acc, trans, live))
+                    if len(tiles) == 0:
+                        break
+            e = min(s + slab, int(counts.max()))
             k = arange_slab[: e - s] + s  # [S]
-            slot = starts[active, None] + k  # [A, S]
-            in_list = k < counts[active, None]
-            rank = torch.where(in_list, bins.ranks[slot.clamp(max=len(bins.ranks) - 1)], n_pad)  # [A, S]
+            slot = starts[:, None] + k  # [A, S]
+            rank = torch.where(k < counts[:, None], bins.ranks[slot.clamp(max=len(bins.ranks) - 1)], n_pad)  # [A, S]
 
-            d = means2d[rank] - origin[tiles[active]][:, None, :]  # [A, S, 2] tile-local means
+            d = means2d[rank] - origin[tiles][:, None, :]  # [A, S, 2] tile-local means
             dx, dy = d[..., 0], d[..., 1]
             ca, cb, cc = conics[rank].unbind(-1)  # [A, S] each
             q = torch.stack(
@@ -250,36 +261,44 @@ def composite(
                 ],
                 1,
             )  # [A, 6, S]
-            t_carry = trans[active] * live[active]  # [A, 256]
+            t_carry = trans * live  # [A, P]
             if grad:
-                alpha = torch.exp(-(pix @ q)).clamp(max=ALPHA_MAX)  # [A, 256, S]
+                alpha = torch.exp(-(pix @ q)).clamp(max=ALPHA_MAX)  # [A, P, S]
                 alpha = torch.where(alpha < ALPHA_THRESHOLD, torch.zeros_like(alpha), alpha)
                 t_in = torch.cumprod(1.0 - alpha, -1) * t_carry[..., None]
                 t_ex = torch.cat([t_carry[..., None], t_in[..., :-1]], -1)
                 w = (t_ex - t_in) * (t_in > T_MIN)
-            else:
-                alpha = torch.matmul(pix, q).neg_().exp_().clamp_(max=ALPHA_MAX)
-                alpha.masked_fill_(alpha < ALPHA_THRESHOLD, 0.0)
-                t_in = torch.cumprod(alpha.neg_().add_(1.0), -1).mul_(t_carry[..., None])
-                del alpha
-                t_ex = torch.cat([t_carry[..., None], t_in[..., :-1]], -1)
-                w = t_ex.sub_(t_in).mul_(t_in > T_MIN)
-                del t_ex
-            out = w @ feats[rank]  # [A, 256, n_feat + 1]
+            else:  # the same maths in place, in reused buffers, folding steps where exact
+                shape = (len(tiles), n_px, e - s)
+                ne = torch.matmul(pix, q.neg_(), out=buf_a[: math.prod(shape)].view(shape))  # log(opacity) - sigma
+                ne.clamp_(max=LOG_ALPHA_MAX)
+                torch.nn.functional.threshold(ne, LOG_ALPHA_THRESHOLD, -math.inf, inplace=True)
+                one_minus = torch.expm1(ne, out=ne).neg_()  # 1 - alpha
+                one_minus[..., 0].mul_(t_carry)
+                t_in = torch.cumprod(one_minus, -1, out=buf_b[: math.prod(shape)].view(shape))
+                w = ne  # reuse: w = T_before - T_after, the weight of each Gaussian
+                w[..., 0] = t_carry
+                w[..., 1:] = t_in[..., :-1]
+                w.sub_(t_in)
+                if bool(((t_in[..., -1] <= T_MIN) & (t_carry > 0)).any()):  # some pixel stops in this slab
+                    w.masked_fill_(t_in <= T_MIN, 0.0)
+            out = w @ feats[rank]  # [A, P, F + 1]
             if grad:
-                acc = acc.index_add(0, active, out[..., :n_feat])
-                trans = trans.index_add(0, active, -out[..., n_feat])
+                acc = acc + out[..., :n_feat]
+                trans = trans - out[..., n_feat]
             else:
-                acc.index_add_(0, active, out[..., :n_feat])
-                trans.index_add_(0, active, -out[..., n_feat])
-            live[active] = live[active] & (t_in[..., -1] > T_MIN)
+                acc += out[..., :n_feat]
+                trans -= out[..., n_feat]
+            live = live & (t_in[..., -1] > T_MIN)
             s, slab = e, min(2 * slab, max_slab)
+        finished.append((tiles, acc, trans))
+        done = torch.cat([f[0] for f in finished])
         if grad:
-            acc_all = acc_all.index_copy(0, tiles, acc)
-            trans_all = trans_all.index_copy(0, tiles, trans)
+            acc_all = acc_all.index_copy(0, done, torch.cat([f[1] for f in finished]))
+            trans_all = trans_all.index_copy(0, done, torch.cat([f[2] for f in finished]))
         else:
-            acc_all.index_copy_(0, tiles, acc)
-            trans_all.index_copy_(0, tiles, trans)
+            acc_all.index_copy_(0, done, torch.cat([f[1] for f in finished]))
+            trans_all.index_copy_(0, done, torch.cat([f[2] for f in finished]))
 
     return _untile(acc_all, bins, width, height), _untile(trans_all[..., None], bins, width, height)[..., 0]
 
@@ -291,7 +310,7 @@ def _untile(
     height: int,
 ) -> Tensor:
     """Tile-major pixels to an image. [H, W, F]"""
-    f = t.shape[-1]
+    f, TILE = t.shape[-1], bins.tile  # noqa: N806
     img = t.reshape(bins.tiles_y, bins.tiles_x, TILE, TILE, f).permute(0, 2, 1, 3, 4)
     return img.reshape(bins.tiles_y * TILE, bins.tiles_x * TILE, f)[:height, :width]
 
@@ -310,7 +329,7 @@ def rasterize(
     """One view with the torch rasterizer: (colors [H, W, 3], alphas [H, W, 1], depths [H, W, 1] or None)."""
     viewmat, K = viewmat.to(g.means), K.to(g.means)
     p = project(g, viewmat, K, width, height, config)
-    bins = bin_tiles(p, width, height)
+    bins = bin_tiles(p, width, height, config.tile_size)
     feats, trans = composite(p, bins, width, height, with_depth=with_depth, config=config)
     colors = feats[..., :3] + trans[..., None] * background.to(feats)
     depths = feats[..., 3:4] if with_depth else None
