@@ -189,6 +189,8 @@ def _vertex_matrix(data: bytes, name: str, fmt: str, elements: list[_Element], o
         raise FormatError(
             f"{name}: not a 3DGS splat .ply: the vertex element lacks {', '.join(missing)} (a mesh or point cloud?)"
         )
+    if len(set(props)) != len(props):
+        raise FormatError(f"{name}: the .ply vertex element names a property twice")
     if vertex.has_list:
         raise FormatError(f"{name}: the .ply vertex element has list properties, which 3DGS files never have")
     n = vertex.count

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Gaussians": "worldgen.gaussians",
+    "most_visible": "worldgen.ops",
     "WorldModel": "worldgen.model",
     "ModelConfig": "worldgen.model",
     "load_model": "worldgen.model",
