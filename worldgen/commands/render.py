@@ -85,11 +85,9 @@ def register(app: typer.Typer) -> None:
         from exporters import load
 
         g = load(world)
-        g, dropped = g.sanitize()
-        if dropped:
-            typer.echo(f"worldgen: warning: skipped {dropped} invalid splats (NaN/Inf or zero rotation)", err=True)
         if len(g) == 0:
             raise UsageError(f"{world} holds no splats: there is nothing to render")
+        g, _ = g.sanitize()  # clamps opacities, normalises quaternions (load already refused NaN rows)
         g = g.to(dev)
 
         if is_video:
