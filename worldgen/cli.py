@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from worldgen.errors import WorldgenError
@@ -24,6 +23,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Generate, view, render and convert Gaussian-splat worlds."""
+
+
 #: modules under worldgen.commands, each with a `register(app)` function
 COMMAND_MODULES: list[str] = ["view", "render", "formats", "procedural"]
 
@@ -36,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="worldgen", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("worldgen: aborted", file=sys.stderr)
         return 130
-    except click.ClickException as e:
-        e.show()
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument...
+        print(f"worldgen: error: {e.format_message()} (see 'worldgen --help')", file=sys.stderr)
         return 2
     except WorldgenError as e:
         print(f"worldgen: error: {e}", file=sys.stderr)
