@@ -73,30 +73,40 @@ def time_render(g: Gaussians, width: int, height: int, *, backend: str, repeats:
     return 1000 * sorted(times)[len(times) // 2]
 
 
+def _peak_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--gpu", action="store_true", help="also measure on CUDA")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     sizes = [10_000] if args.quick else [100_000, 1_000_000]
     images = [(256, 256)] if args.quick else [(512, 512), (1280, 720)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| backend | device | splats | image | ms / frame |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| backend | device | splats | image | ms / frame | peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         g = make_world(n)
         for w, h in images:
             ms = time_render(g, w, h, backend="torch", repeats=1 if args.quick else args.repeats)
-            print(f"| torch | cpu | {n:,} | {w}x{h} | {ms:.0f} |", flush=True)
+            print(f"| torch | cpu | {n:,} | {w}x{h} | {ms:.0f} | {_peak_mib():.0f} |", flush=True)
     if args.gpu and torch.cuda.is_available():
         g = make_world(10_000 if args.quick else 1_000_000).to("cuda")
         w, h = (256, 256) if args.quick else (1920, 1080)
         for backend in ("gsplat", "torch"):
             ms = time_render(g, w, h, backend=backend, repeats=args.repeats if backend == "gsplat" else 1)
-            print(f"| {backend} | cuda | {len(g):,} | {w}x{h} | {ms:.2f} ({1000 / ms:.0f} fps) |", flush=True)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            print(f"| {backend} | cuda | {len(g):,} | {w}x{h} | {ms:.2f} ({1000 / ms:.0f} fps) | GPU {peak:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Gaussians": "worldgen.gaussians",
+    "Cameras": "worldgen.render",
+    "RenderOutput": "worldgen.render",
     "most_visible": "worldgen.ops",
     "WorldModel": "worldgen.model",
     "ModelConfig": "worldgen.model",
