@@ -132,7 +132,7 @@ def project(
     ids = ids[sel]
     campos = -(rot.T @ trans)
     dirs = torch.nn.functional.normalize(g.means[ids] - campos, dim=-1)
-    colors = eval_sh(g.colors[ids], dirs)  # [V, 3], includes +0.5 and clamp at 0
+    colors = eval_sh(torch.cat([g.sh0[ids], g.shN[ids]], 1), dirs)  # [V, 3], includes +0.5 and clamp at 0
     return Projected(ids, means2d[sel], conics, z[sel], radii, g.opacities[ids], colors)
 
 
