@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Gaussians": "worldgen.gaussians",
+    "WorldSpec": "worldgen.procedural.spec",
+    "build_world": "worldgen.procedural.world",
     "Cameras": "worldgen.render",
     "RenderOutput": "worldgen.render",
     "most_visible": "worldgen.ops",

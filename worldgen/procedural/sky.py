@@ -181,15 +181,15 @@ def build_weather(spec: WorldSpec, light: Lighting, ground, rng: np.random.Gener
         c = np.array((0.72, 0.76, 0.85), F32) * (0.4 if night else 1.0)
         out.add(np.stack([x, y, z], 1).astype(F32), np.array([0.012, 0.012, 0.35], F32), tilt, c, opacity=0.4, emissive=True)
     elif spec.weather == "fog":
-        n = 1400
+        n = 700
         x, y = rng.uniform(-48, 48, n), rng.uniform(-48, 48, n)
-        z = ground(x, y) + rng.uniform(0.5, 9, n)
+        z = ground(x, y) + rng.uniform(0.5, 7, n)
         out.add(
             np.stack([x, y, z], 1).astype(F32),
             rng.uniform(2.5, 4.5, (n, 1)) * np.array([1.5, 1.5, 0.8], F32),
             random_quats(rng, n) * np.array([1, 0, 0, 1], F32) + np.array([1e-3, 0, 0, 0], F32),
             light.fog_rgb,
-            opacity=rng.uniform(0.1, 0.2, n),
+            opacity=rng.uniform(0.04, 0.09, n),
             emissive=True,
         )
     return out
