@@ -106,6 +106,21 @@ def write_array(f: BinaryIO, array: np.ndarray) -> None:
     f.write(memoryview(np.ascontiguousarray(array)).cast("B") if array.size else b"")
 
 
+def check_writable(g: Gaussians) -> Gaussians:
+    """`g.validate()`, with a fast path: one reduction per field, the full check only on suspicion."""
+    from worldgen.gaussians import QUAT_NORM_TOL
+
+    t = lambda x: bool(x)  # noqa: E731
+    fine = len(g) == 0 or (
+        all(t(torch.isfinite(getattr(g, f).sum())) for f in ("means", "quats", "scales", "opacities", "sh0", "shN"))
+        and t(((g.quats * g.quats).sum(dim=1).sqrt() - 1).abs().max() <= QUAT_NORM_TOL)
+        and t(g.scales.min() >= 0)
+        and t(g.opacities.min() >= 0)
+        and t(g.opacities.max() <= 1)
+    )
+    return g if fine else g.validate()  # validate raises with the row and the problem (or clears a false alarm)
+
+
 def to_world(g: Gaussians, up: str, name: str | os.PathLike) -> Gaussians:
     """Rotate decoded Gaussians from the file frame into the world frame; overflow is a FormatError."""
     from exporters.frames import from_file_frame
@@ -122,4 +137,4 @@ def _owned_float32(v: np.ndarray) -> np.ndarray:
     return out if out.flags.writeable else out.copy()
 
 
-__all__ = ["to_world", "write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]
+__all__ = ["check_writable", "to_world", "write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]

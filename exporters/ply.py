@@ -30,7 +30,7 @@ import re
 
 import numpy as np
 
-from exporters.common import OnInvalid, to_world, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
+from exporters.common import OnInvalid, check_writable, to_world, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
@@ -64,24 +64,24 @@ def property_names(sh_degree: int, *, normals: bool = False) -> list[str]:
 
 
 def _body(g: Gaussians, *, normals: bool) -> np.ndarray:
-    """The vertex rows as one float32 matrix. [N, P]"""
+    """The vertex rows as one float32 matrix, filled column block by column block. [N, P]"""
+    import torch
+
     n, k = len(g), g.shN.shape[1]
     cols = 3 + (3 if normals else 0) + 3 + 3 * k + 1 + 3 + 4
-    body = np.zeros((n, cols), dtype="<f4")
-    c = 0
-    body[:, 0:3] = to_numpy32(g.means)
+    body = torch.zeros(n, cols, dtype=torch.float32)
+    body[:, 0:3] = g.means
     c = 6 if normals else 3
-    body[:, c : c + 3] = to_numpy32(g.sh0[:, 0])
+    body[:, c : c + 3] = g.sh0[:, 0]
     c += 3
-    shn = to_numpy32(g.shN)
-    for ch in range(3):  # channel-major: all K red coefficients, then green, then blue
-        body[:, c + ch * k : c + (ch + 1) * k] = shn[:, :, ch]
+    if k:  # channel-major: all K red coefficients, then green, then blue
+        body[:, c : c + 3 * k].view(n, 3, k).copy_(g.shN.transpose(1, 2))
     c += 3 * k
     with np.errstate(divide="ignore"):  # opacity 0 / scale 0 are clipped to finite values viewers can read
-        body[:, c] = np.clip(logit64(to_numpy64(g.opacities)), -_MAX_LOGIT, _MAX_LOGIT)
-        body[:, c + 1 : c + 4] = np.maximum(np.log(to_numpy64(g.scales)), _MIN_LOG_SCALE)
-    body[:, c + 4 : c + 8] = to_numpy32(g.quats)
-    return body
+        body[:, c] = torch.from_numpy(np.clip(logit64(to_numpy64(g.opacities)), -_MAX_LOGIT, _MAX_LOGIT))
+    body[:, c + 1 : c + 4] = torch.log(g.scales.to(torch.float64)).clamp_min(_MIN_LOG_SCALE)
+    body[:, c + 4 : c + 8] = g.quats
+    return body.numpy()
 
 
 def _header(n: int, names: list[str]) -> bytes:
@@ -92,13 +92,13 @@ def _header(n: int, names: list[str]) -> bytes:
 
 def encode_ply(g: Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
     """The .ply file of `g` as bytes (binary little endian, float32)."""
-    g = to_file_frame(g.validate(), up)
+    g = to_file_frame(check_writable(g), up)
     return _header(len(g), property_names(g.sh_degree, normals=normals)) + _body(g, normals=normals).tobytes()
 
 
 def save_ply(g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP, normals: bool = False) -> None:
     """Write `g` as a 3DGS .ply, atomically. `normals=True` adds zero nx, ny, nz as the original 3DGS code does."""
-    g = to_file_frame(g.validate(), up)
+    g = to_file_frame(check_writable(g), up)
     body = _body(g, normals=normals)
     with atomic_open(path) as f:
         f.write(_header(len(g), property_names(g.sh_degree, normals=normals)))
@@ -109,7 +109,7 @@ def _encode_ply_reference(g: Gaussians, *, up: Up = DEFAULT_UP, normals: bool = 
     """Slow twin of `encode_ply`: builds the file with plyfile, property by property."""
     from plyfile import PlyData, PlyElement
 
-    g = to_file_frame(g.validate(), up)
+    g = to_file_frame(check_writable(g), up)
     names = property_names(g.sh_degree, normals=normals)
     rows = np.zeros(len(g), dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 
-from exporters.common import OnInvalid, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
+from exporters.common import OnInvalid, check_writable, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
@@ -54,21 +54,19 @@ def visibility_order(g: Gaussians) -> torch.Tensor:
 
 
 def _records(g: Gaussians) -> np.ndarray:
-    g = g[visibility_order(g)]
-    rec = np.empty(len(g), dtype=RECORD)
-    rec["position"] = to_numpy32(g.means)
-    rec["scale"] = to_numpy32(g.scales)
-    rgba = np.empty((len(g), 4), dtype=np.float64)
-    rgba[:, :3] = (0.5 + C0 * to_numpy64(g.sh0[:, 0])) * 255
-    rgba[:, 3] = to_numpy64(g.opacities) * 255
-    rec["rgba"] = np.clip(rgba, 0, 255).astype(np.uint8)
-    q = to_numpy64(g.quats)
-    rec["rot"] = np.clip(q / np.linalg.norm(q, axis=1, keepdims=True) * 128 + 128, 0, 255).astype(np.uint8)
-    return rec
+    """The .splat records of `g`, sorted: a [N, 32] byte matrix viewed as RECORD. [N]"""
+    n = len(g)
+    floats = torch.cat([g.means, g.scales], dim=1).to(torch.float32).numpy()  # [N, 6]
+    rgba = torch.cat([0.5 + C0 * g.sh0[:, 0].to(torch.float64), g.opacities.to(torch.float64)[:, None]], dim=1) * 255
+    q = torch.nn.functional.normalize(g.quats.to(torch.float64), dim=1) * 128 + 128
+    small = torch.cat([rgba, q], dim=1).clamp_(0, 255).to(torch.uint8).numpy()  # [N, 8], truncated like astype(uint8)
+    rows = np.concatenate([floats.astype("<f4", copy=False).view(np.uint8).reshape(n, 24), small], axis=1)
+    rows = torch.from_numpy(rows.view(np.int64)).index_select(0, visibility_order(g)).numpy()  # sort whole records
+    return rows.view(np.uint8).view(RECORD).reshape(n)
 
 
 def _prepare(g: Gaussians, up: Up) -> Gaussians:
-    g = g.validate()
+    g = check_writable(g)
     if g.sh_degree > 0:
         warnings.warn(f".splat holds no SH bands: dropping SH degree {g.sh_degree} (view-dependent colour)", LossyExportWarning, stacklevel=3)
         g = g.with_sh_degree(0)

@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from exporters.common import OnInvalid, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64
+from exporters.common import OnInvalid, check_writable, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
@@ -113,7 +113,7 @@ def pack_spz(g: Gaussians, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3
     """The gunzipped .spz payload of `g` (header and columns)."""
     if version not in (1, 2, 3):
         raise FormatError(f".spz version {version} cannot be written; choose 1, 2 or 3")
-    g = to_file_frame(g.validate(), up)
+    g = to_file_frame(check_writable(g), up)
     n, deg = len(g), g.sh_degree
     means = to_numpy64(g.means)
     bits = fractional_bits(means) if version > 1 else 0
