@@ -41,9 +41,9 @@ def small_world(seed: int = 0) -> Gaussians:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--height", type=int, default=144)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--width", type=int, default=192)
+    parser.add_argument("--height", type=int, default=108)
+    parser.add_argument("--frames", type=int, default=6)
     args = parser.parse_args()
 
     world = small_world()

@@ -111,6 +111,25 @@ def test_tiles_chunks_and_slabs_do_not_change_the_image(config):
     torch.testing.assert_close(a.alphas, b.alphas, atol=1e-12, rtol=0)
 
 
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 10_000),
+    position=st.tuples(st.floats(-15, 15), st.floats(-15, 15), st.floats(-15, 15)),
+    fov=st.floats(20, 120),
+    size=st.tuples(st.integers(1, 24), st.integers(1, 24)),
+)
+def test_fast_path_equals_reference_for_any_camera(seed, position, fov, size):
+    if math.dist(position, (0.0, 0.0, 0.0)) < 0.5:
+        return
+    g = scene(n=12, seed=seed, sh_degree=seed % 4)
+    cams = Cameras.look_at(position, [0.0, 0.0, 0.0], fov_deg=fov, width=size[0], height=size[1], dtype=torch.float64)
+    out = render(g, cams, background=BG, mode="rgb+depth")
+    colors, alphas, depths = reference(g, cams)
+    torch.testing.assert_close(out.colors[0], colors, atol=1e-9, rtol=0)
+    torch.testing.assert_close(out.alphas[0], alphas, atol=1e-9, rtol=0)
+    torch.testing.assert_close(out.depths[0], depths, atol=1e-7, rtol=0)
+
+
 @settings(max_examples=15)
 @given(seed=st.integers(0, 10_000))
 def test_input_order_does_not_matter(seed):

@@ -41,6 +41,8 @@ def rasterize_gsplat(
         raise UsageError("the gsplat backend needs the Gaussians on a CUDA device; use backend='torch' on CPU")
     from gsplat import rasterization
 
+    dtype = g.dtype
+    g = g.to(dtype=torch.float32)  # gsplat's kernels are float32 only
     renders, alphas, _ = rasterization(
         means=g.means,
         quats=g.quats,
@@ -60,5 +62,6 @@ def rasterize_gsplat(
         render_mode="RGB+D" if with_depth else "RGB",
         rasterize_mode="classic",
     )
+    renders, alphas = renders.to(dtype), alphas.to(dtype)
     depths = renders[..., 3:4] if with_depth else None
     return renders[..., :3], alphas, depths
