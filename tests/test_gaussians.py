@@ -139,3 +139,11 @@ def test_with_sh_degree_pads_and_truncates():
     assert g.with_sh_degree(3).shN.shape == (4, 15, 3)
     torch.testing.assert_close(g.with_sh_degree(3).with_sh_degree(1).shN, g.shN)
     assert g.with_sh_degree(0).shN.shape == (4, 0, 3)
+
+
+def test_empty_set_validates_and_sanitizes():
+    empty = Gaussians.empty(sh_degree=2)
+    assert empty.invalid_rows().shape == (0,)
+    clean, dropped = empty.sanitize()
+    assert len(clean) == 0 and dropped == 0
+    assert empty.validate() is empty

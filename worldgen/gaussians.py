@@ -210,7 +210,7 @@ class Gaussians:
         n = len(self)
         bad = torch.zeros(n, dtype=torch.bool, device=self.device)
         for f in FIELDS:
-            bad |= ~torch.isfinite(getattr(self, f).reshape(n, -1)).all(dim=1)
+            bad |= ~torch.isfinite(_rows(getattr(self, f))).all(dim=1)
         bad |= self.quats.norm(dim=1) < 1e-8
         bad |= (self.scales < 0).any(dim=1)
         bad |= (self.opacities < 0) | (self.opacities > 1)
@@ -254,10 +254,9 @@ class Gaussians:
 
     def _only_opacity_out_of_range(self) -> Tensor:
         # Rows whose only fault is a finite opacity outside [0, 1] or a finite negative scale: fixable by clamping.
-        n = len(self)
-        finite = torch.ones(n, dtype=torch.bool, device=self.device)
+        finite = torch.ones(len(self), dtype=torch.bool, device=self.device)
         for f in FIELDS:
-            finite &= torch.isfinite(getattr(self, f).reshape(n, -1)).all(dim=1)
+            finite &= torch.isfinite(_rows(getattr(self, f))).all(dim=1)
         return finite & (self.quats.norm(dim=1) >= 1e-8)
 
     def __repr__(self) -> str:
@@ -311,6 +310,11 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
         ],
         dim=-1,
     )
+
+
+def _rows(t: Tensor) -> Tensor:
+    """One row per Gaussian, also for an empty set (where reshape(0, -1) is ambiguous). [N, ...] -> [N, M]"""
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

@@ -29,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         _fsync(tmp_path)
+        os.chmod(tmp_path, _mode_for(path))  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -46,6 +47,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Non
     """Write `data` to `path` atomically."""
     with atomic_open(path) as f:
         f.write(data)
+
+
+def _mode_for(path: Path) -> int:
+    """The mode a plain `open(path, "w")` would give: the old file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def _fsync(path: Path) -> None:
