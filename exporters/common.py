@@ -126,7 +126,8 @@ def to_world(g: Gaussians, up: str, name: str | os.PathLike) -> Gaussians:
     from exporters.frames import from_file_frame
 
     out = from_file_frame(g, up)  # type: ignore[arg-type]
-    if out is not g and len(out) and not all(bool(torch.isfinite(t).all()) for t in (out.means, out.quats, out.shN)):
+    suspect = out is not g and len(out) and not all(bool(torch.isfinite(t.sum())) for t in (out.means, out.quats, out.shN))
+    if suspect and not all(bool(torch.isfinite(t).all()) for t in (out.means, out.quats, out.shN)):
         raise FormatError(f"{name}: values too large to rotate into the world frame (overflow to infinity)")
     return out
 

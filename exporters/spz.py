@@ -152,16 +152,30 @@ def _gzip(data: bytes, level: int = 6) -> bytes:
     return c.compress(data) + c.flush()
 
 
-def encode_spz(g: Gaussians, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False) -> bytes:
-    """The .spz file of `g` as bytes (gzip of `pack_spz`)."""
-    return _gzip(pack_spz(g, up=up, version=version, antialiased=antialiased))
+def encode_spz(
+    g: Gaussians, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False, compresslevel: int = 6
+) -> bytes:
+    """The .spz file of `g` as bytes (gzip of `pack_spz`).
+
+    compresslevel: gzip level 0-9; 6 is the reference writer's (zlib's default).
+    Level 1 writes ~4x faster for files ~1.5 % larger.
+    """
+    if not 0 <= compresslevel <= 9:
+        raise FormatError(f"gzip compresslevel must be 0-9, got {compresslevel}")
+    return _gzip(pack_spz(g, up=up, version=version, antialiased=antialiased), compresslevel)
 
 
 def save_spz(
-    g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP, version: Literal[1, 2, 3] = 3, antialiased: bool = False
+    g: Gaussians,
+    path: str | os.PathLike,
+    *,
+    up: Up = DEFAULT_UP,
+    version: Literal[1, 2, 3] = 3,
+    antialiased: bool = False,
+    compresslevel: int = 6,
 ) -> None:
     """Write `g` as a version-3 .spz (RUB frame by default), atomically."""
-    atomic_write_bytes(path, encode_spz(g, up=up, version=version, antialiased=antialiased))
+    atomic_write_bytes(path, encode_spz(g, up=up, version=version, antialiased=antialiased, compresslevel=compresslevel))
 
 
 def _pack_spz_reference(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:

@@ -92,6 +92,14 @@ def test_fast_paths_match_the_per_splat_slow_twin(degree):
         torch.testing.assert_close(getattr(fast, f), getattr(slow, f), atol=1e-6, rtol=1e-6, msg=f)
 
 
+def test_compression_levels_give_the_same_payload():
+    g = random_gaussians(30, sh_degree=3)
+    fast, small = encode_spz(g, compresslevel=1), encode_spz(g, compresslevel=9)
+    assert gzip.decompress(fast) == gzip.decompress(small) == pack_spz(g)
+    with pytest.raises(FormatError, match="compresslevel"):
+        encode_spz(g, compresslevel=11)
+
+
 def test_header_layout_is_version_3_gzip():
     g = random_gaussians(7, sh_degree=2)
     data = encode_spz(g, antialiased=True)
