@@ -78,9 +78,9 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_width=32, decoder_depth=2, image_size=64, patch=16, image_width=64, image_depth=1,
     ),
     # the CPU product model: induced attention keeps N=2048 sampling in seconds
-    "small": ModelConfig(width=192, depth=6, heads=4, attention="isab", inducing=128, decoder_width=96),
+    "small": ModelConfig(width=192, depth=6, heads=4, attention="isab", inducing=128, decoder_width=64, decoder_depth=2),
     # for a GPU: full attention over the whole set
-    "base": ModelConfig(width=384, depth=12, heads=6, attention="full", decoder_width=160, image_width=256, image_depth=6),
+    "base": ModelConfig(width=384, depth=12, heads=6, attention="full", decoder_width=128, image_width=256, image_depth=6),
 }
 
 
