@@ -111,3 +111,20 @@ def test_empty_sets_round_trip_where_the_format_can_say_so(tmp_path):
     with pytest.raises(FormatError, match="cannot hold zero splats"):  # it would be an empty file
         save(empty, tmp_path / "e.splat")
     assert not (tmp_path / "e.splat").exists()
+
+
+def test_ply_to_spz_is_the_reference_converters_axis_flip():
+    # nianticlabs/spz converts a 3DGS .ply (RDF, y down) to .spz (RUB) by negating y and z,
+    # with the matching SH sign flips; our defaults (-y for .ply, y for .spz) compose to the same.
+    from exporters.ply import decode_ply, encode_ply
+    from exporters.spz import pack_spz, unpack_spz
+
+    g = random_gaussians(50, sh_degree=1, seed=9, dtype=torch.float64)
+    g = g.replace(shN=g.shN.clamp(-0.9, 0.9))  # inside .spz's SH range (band 1 only permutes under these rotations)
+    in_ply = decode_ply(encode_ply(g), up="z")  # the values as the .ply file stores them
+    in_spz = unpack_spz(pack_spz(g), up="z")  # the values as the .spz file stores them
+    flip = torch.tensor([1.0, -1.0, -1.0])
+    assert (in_spz.means - in_ply.means * flip).abs().max() <= 2.0**-12
+    # SH degree 1 basis is (-y, z, -x): flipping y and z negates the first two coefficients
+    sh_flip = torch.tensor([-1.0, -1.0, 1.0])[None, :, None]
+    assert (in_spz.shN - in_ply.shN * sh_flip).abs().max() <= 4.5 / 128 + 1e-6

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-UP_HELP = "up axis of the file: z, y or -y (default: the format's own, -y for .ply/.splat, y for .spz)"
+UP_HELP = "z, y or -y (default: the format's own, -y for .ply/.splat, y for .spz)"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def info(
     world: Path = typer.Argument(..., help="a .ply, .splat or .spz file"),
-    up: Optional[str] = typer.Option(None, "--up", help=UP_HELP),
+    up: Optional[str] = typer.Option(None, "--up", help="up axis of the file: " + UP_HELP),
 ) -> None:
     """Count, bounds, SH degree, opacity and scale statistics of a splat file."""
     import torch
@@ -59,8 +59,8 @@ def convert(
     src: Path = typer.Argument(..., help="input .ply, .splat or .spz"),
     dst: Path = typer.Argument(..., help="output .ply, .splat or .spz (written atomically)"),
     max_splats: Optional[int] = typer.Option(None, "--max-splats", help="keep only the N most visible splats (opacity x volume)"),
-    up: Optional[str] = typer.Option(None, "--up", help="up axis of the OUTPUT file; " + UP_HELP),
-    in_up: Optional[str] = typer.Option(None, "--in-up", help="up axis of the INPUT file; " + UP_HELP),
+    up: Optional[str] = typer.Option(None, "--up", help="up axis of the output file: " + UP_HELP),
+    in_up: Optional[str] = typer.Option(None, "--in-up", help="up axis of the input file: " + UP_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="skip rows with NaN/Inf or zero quaternions instead of failing"),
 ) -> None:
     """Convert between .ply, .splat and .spz; optionally keep the N most visible splats."""
