@@ -173,6 +173,8 @@ def test_a_mesh_is_a_format_error_naming_the_problem():
         (header("element vertex 1", "property float x"), "lacks"),
         (header("element face 1", "property list uchar int vertex_indices"), "mesh"),
         (header("element chunk 1", "property float min_x", "element vertex 1", "property uint packed_position"), "compressed"),
+        (header("element vertex 0", *[f"property float {p}" for p in property_names(0)], "property double x"), "twice"),
+        (header("comment made by hand", "element vertex 1", *[f"property float {p}" for p in property_names(0)]), "truncated"),
     ],
 )
 def test_bad_headers(data, message):
