@@ -30,7 +30,17 @@ import re
 
 import numpy as np
 
-from exporters.common import OnInvalid, check_writable, to_world, logit64, make_gaussians, read_bytes, sigmoid64, to_numpy32, to_numpy64, write_array
+from exporters.common import (
+    OnInvalid,
+    check_writable,
+    logit64,
+    make_gaussians,
+    read_bytes,
+    sigmoid64,
+    to_numpy64,
+    to_world,
+    write_array,
+)
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 
-from exporters.common import OnInvalid, check_writable, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64, write_array
+from exporters.common import OnInvalid, check_writable, make_gaussians, read_bytes, to_world, write_array
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians

@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from exporters.common import OnInvalid, check_writable, to_world, make_gaussians, read_bytes, to_numpy32, to_numpy64
+from exporters.common import OnInvalid, check_writable, make_gaussians, read_bytes, to_numpy32, to_numpy64, to_world
 from exporters.frames import Up, to_file_frame
 from worldgen.errors import FormatError
 from worldgen.gaussians import Gaussians
