@@ -21,7 +21,7 @@ import torch
 
 from worldgen.model import Condition, WorldModel, decode_world, get_config, sample
 from worldgen.model.flow import _sinkhorn_pairing_reference, flow_loss, sinkhorn_pairing
-from worldgen.train import _autocast
+from worldgen.model.world import autocast_for
 
 
 def timed(fn, repeats: int = 1, *, warmup=None) -> float:
@@ -67,11 +67,10 @@ def bench_sampling(presets: list[str], n: int, steps: int, attentions: list[str]
             model = randomized(WorldModel(cfg))
             params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
             for prec in precisions:
-                with _autocast(prec, torch.device("cpu")):
-                    s = timed(
-                        lambda: sample(model, cond, n=n, steps=steps, guidance=3.0, seed=0),
-                        warmup=lambda: sample(model, cond, n=n, steps=1, guidance=3.0, seed=0),
-                    )
+                s = timed(
+                    lambda: sample(model, cond, n=n, steps=steps, guidance=3.0, seed=0, precision=prec),
+                    warmup=lambda: sample(model, cond, n=n, steps=1, guidance=3.0, seed=0, precision=prec),
+                )
                 print(f"{name:5s} {attention:4s} {params:5.1f}M params  {prec}: {s:6.2f} s  {cpu_note()}")
 
 
@@ -95,7 +94,7 @@ def bench_training(presets: list[str], subset: int, batch: int) -> None:
         x1 = torch.randn(batch, subset, cfg.token_dim) * 0.5
         for prec in ("fp32", "bf16"):
             def step() -> None:
-                with _autocast(prec, torch.device("cpu")):
+                with autocast_for(prec, torch.device("cpu")):
                     loss = flow_loss(model, x1, cond)
                 opt.zero_grad()
                 loss.backward()

@@ -14,6 +14,15 @@ from worldgen.model.decoder import decode_children_tokens
 from worldgen.model.flow import _sinkhorn_pairing_reference, flow_loss, integrate, sinkhorn_pairing
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared machine the OpenMP barrier costs 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("method", ["euler", "heun"])
 @pytest.mark.parametrize("attention", ["full", "isab"])
 @settings(max_examples=6)
@@ -108,3 +117,15 @@ def test_flow_loss_has_gradients_and_pairing_shortens_targets():
         plain = flow_loss(model, x1, cond, generator=torch.Generator().manual_seed(1))
         paired = flow_loss(model, x1, cond, pairing="sinkhorn", generator=torch.Generator().manual_seed(1))
     assert paired < plain
+
+
+def test_bf16_sampling_stays_close_to_fp32():
+    cfg = micro_config()
+    model = randomize(WorldModel(cfg), std=0.1)
+    cond = random_condition(1, cfg.cond_dim, dtype=torch.float32)
+    a = sample(model, cond, n=32, steps=4, guidance=2.0, seed=1, precision="fp32")
+    b = sample(model, cond, n=32, steps=4, guidance=2.0, seed=1, precision="bf16")
+    assert b.dtype == torch.float32
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    with pytest.raises(UsageError):
+        sample(model, cond, n=32, steps=4, precision="fp8")

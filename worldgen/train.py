@@ -36,7 +36,7 @@ from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
 from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
 from worldgen.model.set_transformer import Condition
-from worldgen.model.world import WorldModel, save_model
+from worldgen.model.world import WorldModel, autocast_for, save_model
 
 CHECKPOINT_FORMAT = "worldgen-checkpoint/1"
 
@@ -356,7 +356,7 @@ def train(
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[local] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    autocast = _autocast(cfg.precision, device)
+    autocast = autocast_for(cfg.precision, device)
     losses: list[float] = []
     dec_losses: list[float] = []
     rate = 0.0
@@ -419,14 +419,6 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
         kids = kids.to(device=device, dtype=torch.float32)
         parent_world = parent_world.to(device)
     return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world
-
-
-def _autocast(precision: str, device: torch.device):
-    use_bf16 = precision == "bf16" or (
-        precision == "auto"
-        and (device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
 def _distributed_setup() -> tuple[int, int, int]:

@@ -25,6 +25,17 @@ from worldgen.model.image import ImageEncoder
 from worldgen.model.set_transformer import Condition, SetTransformer, initialize_weights
 
 FORMAT = "worldgen-model/1"
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype = torch.float32):
+    """bf16 autocast for "bf16", or for "auto" on CUDA / on a CPU with bf16 units; float32 models only."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UsageError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    device = torch.device(device)
+    has_bf16 = device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    enabled = dtype == torch.float32 and (precision == "bf16" or (precision == "auto" and has_bf16))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class WorldModel(nn.Module):
@@ -57,9 +68,14 @@ def sample(
     guidance: float = 3.0,
     seed: int = 0,
     method: Literal["euler", "heun"] = "euler",
+    precision: Precision = "auto",
     noise: Tensor | None = None,  # [B, n, token_dim]; drawn from `seed` when None
 ) -> Tensor:  # [B, n, token_dim] coarse tokens
-    """Sample coarse worlds: the guided rectified flow from i.i.d. noise, `steps` steps."""
+    """Sample coarse worlds: the guided rectified flow from i.i.d. noise, `steps` steps.
+
+    `precision="auto"` evaluates the velocity under bf16 autocast where the
+    hardware has bf16 units (a float32 model only; the state stays float32).
+    """
     n = n or model.cfg.n_tokens
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
@@ -70,7 +86,8 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        return integrate(model.backbone, noise, cond, steps=steps, guidance=guidance, method=method)
+        with autocast_for(precision, p.device, p.dtype):
+            return integrate(model.backbone, noise, cond, steps=steps, guidance=guidance, method=method)
     finally:
         model.train(was_training)
 
@@ -83,11 +100,16 @@ def decode_world(
     detail: bool = True,
     steps: int = 4,
     seed: int = 0,
+    precision: Precision = "auto",
 ) -> Gaussians:
     """Coarse tokens -> Gaussians; with `detail`, every coarse Gaussian becomes `cfg.children` children."""
     if not detail:
         return tok.tokens_to_gaussians(coarse)
-    child = decode_children_tokens(model.decoder, coarse, pooled.to(coarse), steps=steps, seed=seed)
+    p = next(model.parameters())
+    coarse = coarse.to(p.device, p.dtype)
+    with autocast_for(precision, p.device, p.dtype):
+        child = decode_children_tokens(model.decoder, coarse, pooled.to(coarse), steps=steps, seed=seed)
+    child = child.to(coarse.dtype)
     parent = tok.decode(coarse)
     f = tok.decode_children(parent, child)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
