@@ -10,6 +10,7 @@
 
     python benchmarks/bench_model.py            # N=2048, presets small and base
     python benchmarks/bench_model.py --quick    # small sizes, seconds
+    python benchmarks/bench_model.py --threads 1   # on a shared machine: no OpenMP barrier stalls
 """
 
 from __future__ import annotations
@@ -130,9 +131,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--attention", default="full,isab", help="comma-separated: full, isab")
     ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: sampling, detail, training, pairing")
     args = ap.parse_args()
     presets = args.presets.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         presets, n, steps = ["tiny"], 256, 2
     else:

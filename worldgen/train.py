@@ -55,12 +55,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     cond_drop: float = 0.1  # condition dropout for classifier-free guidance
-    pairing: Pairing = "none"  # "sinkhorn": minibatch OT between noise and data tokens
+    pairing: Pairing = "sinkhorn"  # minibatch OT between noise and data tokens of each set ("none": independent)
     t_dist: TimeDist = "logit_normal"
     decoder_parents: int = 256  # parents per step for the detail decoder's loss (0 = off)
     decoder_weight: float = 1.0
     image_prob: float = 0.25  # chance that a world is conditioned on one of its views (needs views)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    threads: int = 0  # torch CPU threads (0: torch's default); 1 avoids OpenMP stalls on a busy shared CPU
     out_dir: str = "runs/world"
     ckpt_every: int = 500
     log_every: int = 10
@@ -332,6 +333,8 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) a world model on `data`; returns the model and its loss curve."""
     rank, world, local = _distributed_setup()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     if device is None:
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(device)
