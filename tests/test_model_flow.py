@@ -129,3 +129,15 @@ def test_bf16_sampling_stays_close_to_fp32():
     assert (a - b).abs().max() < 0.05 * a.abs().max()
     with pytest.raises(UsageError):
         sample(model, cond, n=32, steps=4, precision="fp8")
+
+
+def test_public_sample_is_equivariant_in_float64():
+    cfg = micro_config(attention="isab")
+    model = randomize(WorldModel(cfg), seed=5, std=0.2).double()
+    gen = torch.Generator().manual_seed(5)
+    noise = torch.randn(1, 24, cfg.token_dim, generator=gen, dtype=torch.float64)
+    perm = torch.randperm(24, generator=gen)
+    cond = random_condition(1, cfg.cond_dim, seed=5)
+    a = sample(model, cond, steps=5, guidance=2.5, method="heun", noise=noise)
+    b = sample(model, cond, steps=5, guidance=2.5, method="heun", noise=noise[:, perm])
+    assert a.dtype == torch.float64 and (b - a[:, perm]).abs().max() <= 1e-9

@@ -68,3 +68,16 @@ def test_prepare_images_and_load_errors(tmp_path):
     Image.new("RGB", (7, 5), (10, 20, 30)).save(tmp_path / "ok.png")
     arr = load_image(str(tmp_path / "ok.png"))
     assert arr.shape == (5, 7, 3) and arr.dtype == torch.uint8 and arr[0, 0].tolist() == [10, 20, 30]
+
+
+def test_prompt_to_gaussians_end_to_end_with_a_tiny_model():
+    from worldgen.model import WorldModel, decode_world, get_config, sample
+
+    model = randomize(WorldModel(get_config("tiny")), std=0.05)
+    cond = encode_text("a wintry woodland beside a frozen pond")
+    coarse = sample(model, cond, n=40, steps=3, guidance=3.0, seed=0)
+    world = decode_world(model, coarse[0], cond.pooled[0], seed=0)
+    assert len(world) == 40 * model.cfg.children
+    world.validate()
+    again = decode_world(model, sample(model, cond, n=40, steps=3, guidance=3.0, seed=0)[0], cond.pooled[0], seed=0)
+    assert torch.equal(world.means, again.means)  # the same seed and prompt give the same world

@@ -130,6 +130,19 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
+def _attention_reference(
+    q: Tensor,  # [B, H, N, d]
+    k: Tensor,  # [B, H, M, d]
+    v: Tensor,  # [B, H, M, d]
+    mask: Tensor | None = None,  # [B, M] bool, True = attend
+) -> Tensor:  # [B, H, N, d]
+    """softmax(q k^T / sqrt(d)) v written out: the slow twin of the SDPA call in `Attention`."""
+    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, H, N, M]
+    if mask is not None:
+        logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
+    return torch.softmax(logits, dim=-1) @ v
+
+
 class InducedAttention(nn.Module):
     """ISAB-style set attention: m learned inducing points summarise the set, the set reads them back.
 
