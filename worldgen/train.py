@@ -296,16 +296,11 @@ class _Objective(nn.Module):
         gen: torch.Generator,
     ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoder
         if images is not None and use_image is not None and bool(use_image.any()):
-            img = self.model.image(images[use_image])
-            tokens = cond.tokens.clone()
-            mask = cond.mask.clone()
-            pooled = cond.pooled.clone()
-            length = max(tokens.shape[1], img.tokens.shape[1])
-            pad = lambda t, v: torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1]) if t.ndim == 3 else (0, length - t.shape[1]), value=v)  # noqa: E731
-            tokens, mask = pad(tokens, 0.0), pad(mask, False)
-            tokens[use_image] = pad(img.tokens.to(tokens.dtype), 0.0)
-            mask[use_image] = pad(img.mask, False)
-            pooled[use_image] = img.pooled.to(pooled.dtype)
+            img = self.model.image(images[use_image])  # Condition for the rows that use a view
+            both = Condition.cat([cond, img.to(dtype=cond.tokens.dtype)])  # padded to one length
+            text, pic = both.index(slice(0, cond.batch)), both.index(slice(cond.batch, None))
+            tokens, mask, pooled = text.tokens.clone(), text.mask.clone(), text.pooled.clone()
+            tokens[use_image], mask[use_image], pooled[use_image] = pic.tokens, pic.mask, pic.pooled
             cond = Condition(tokens, mask, pooled)
         loss_flow = flow_loss(self.model, x1, cond, cond_drop=cfg.cond_drop, pairing=cfg.pairing, t_dist=cfg.t_dist,
                               generator=gen)  # fmt: skip

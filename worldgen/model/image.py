@@ -8,7 +8,6 @@ set model's cross-attention and a normalised pooled vector for adaLN.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -85,5 +84,3 @@ def load_image(path: str) -> Tensor:
     except (UnidentifiedImageError, OSError) as e:
         raise UsageError(f"cannot read image {path}: {e}") from None
     return torch.from_numpy(arr.copy())
-
-
