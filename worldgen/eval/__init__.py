@@ -1,6 +1,6 @@
 """Evaluation: does a generator's world match its prompt, how diverse are its worlds, how fast do they come.
 
-- `judge.py`: the render judge (a small CNN over three fixed views, one head per attribute), its training and weights;
+- `judge.py`: the render judge (a small CNN over four fixed views, one head per attribute), its training and weights;
 - `probes.py`: attributes read straight off the Gaussians, without learning;
 - `metrics.py`: Chamfer distance, MMD, coverage, 1-NNA, diversity;
 - `prompts.py`: the four prompt sets (training and held-out phrasings, held-out combinations, free paraphrases);
