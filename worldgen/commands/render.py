@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from worldgen.errors import UsageError
-        from worldgen.render import Cameras, camera_path, check_image_size, orbit_path, render, scene_bounds
+        from worldgen.render import camera_path, check_image_size, overview_camera, render
         from worldgen.render.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, write_image
 
         suffix = output.suffix.lower()
@@ -95,13 +95,7 @@ def register(app: typer.Typer) -> None:
             _write_tour(g, cams, output, fps=fps, background=bg, backend=backend)
             return
 
-        if cam_pos is None:
-            auto = orbit_path(g.means, 1, fov_deg=fov, width=width, height=height)
-            cam_pos = tuple(auto.positions[0].tolist())
-        if target is None:
-            b = scene_bounds(g.means)
-            target = (b.center[0], b.center[1], b.ground_z + 0.15 * max(b.top_z - b.ground_z, 0.0))
-        cams = Cameras.look_at(cam_pos, target, fov_deg=fov, width=width, height=height)
+        cams = overview_camera(g.means, position=cam_pos, target=target, fov_deg=fov, width=width, height=height)
         with torch.no_grad():
             out = render(g, cams, backend=backend, background=bg)  # type: ignore[arg-type]
         if float(out.alphas.max()) == 0.0:

@@ -13,6 +13,8 @@ exact Hungarian matching (`_sinkhorn_pairing_reference`) is its slow twin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Literal
 
 import torch
@@ -183,6 +185,7 @@ def integrate(
     guidance: float = 3.0,
     method: Method = "euler",
     trajectory: list[Tensor] | None = None,  # appended with x after every step
+    on_step: Callable[[int], None] | None = None,  # called with the step number after each step (progress)
 ) -> Tensor:  # [B, N, D] at t = 1
     """Integrate the guided flow from t = 0 to 1 in `steps` uniform steps (Heun: 2 evaluations a step)."""
     if steps < 1:
@@ -201,6 +204,8 @@ def integrate(
             x = x + dt * v
             if trajectory is not None:
                 trajectory.append(x)
+            if on_step is not None:
+                on_step(i + 1)
     return x
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -70,6 +71,7 @@ def sample(
     method: Literal["euler", "heun"] = "euler",
     precision: Precision = "auto",
     noise: Tensor | None = None,  # [B, n, token_dim]; drawn from `seed` when None
+    on_step: Callable[[int], None] | None = None,  # progress: called after each step with its number
 ) -> Tensor:  # [B, n, token_dim] coarse tokens
     """Sample coarse worlds: the guided rectified flow from i.i.d. noise, `steps` steps.
 
@@ -87,7 +89,7 @@ def sample(
     model.eval()
     try:
         with autocast_for(precision, p.device, p.dtype):
-            return integrate(model.backbone, noise, cond, steps=steps, guidance=guidance, method=method)
+            return integrate(model.backbone, noise, cond, steps=steps, guidance=guidance, method=method, on_step=on_step)
     finally:
         model.train(was_training)
 

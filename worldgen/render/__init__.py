@@ -28,6 +28,7 @@ from worldgen.render.cameras import (
     intrinsics_from_fov,
     look_at,
     orbit_path,
+    overview_camera,
     scene_bounds,
     walk_path,
 )
@@ -118,6 +119,7 @@ def render(
 
 
 __all__ = [
+    "overview_camera",
     "Backend",
     "Cameras",
     "Mode",

@@ -287,8 +287,27 @@ def _local_ground(
     return ground
 
 
+def overview_camera(
+    means: Tensor,  # [N, 3]
+    *,
+    position: Sequence[float] | None = None,  # [3]; default: the first pose of the orbit path
+    target: Sequence[float] | None = None,  # [3]; default: a little above the ground at the centre
+    fov_deg: float = 60.0,
+    width: int = 960,
+    height: int = 540,
+) -> Cameras:
+    """One camera that frames a world: the default view of `worldgen render` and previews."""
+    if position is None:
+        position = orbit_path(means, 1, fov_deg=fov_deg, width=width, height=height).positions[0].tolist()
+    if target is None:
+        b = scene_bounds(means)
+        target = (b.center[0], b.center[1], b.ground_z + 0.15 * max(b.top_z - b.ground_z, 0.0))
+    return Cameras.look_at(position, target, fov_deg=fov_deg, width=width, height=height)
+
+
 __all__ = [
     "Cameras",
+    "overview_camera",
     "SceneBounds",
     "camera_path",
     "check_image_size",

@@ -1,0 +1,96 @@
+"""`worldgen make` and `worldgen.generate`, on a tiny untrained model (the shipped weights get one smoke test)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worldgen.cli import main
+from worldgen.errors import UsageError
+from worldgen.generate import SHIPPED_WEIGHTS, generate
+from worldgen.model.config import get_config
+from worldgen.model.world import WorldModel, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = WorldModel(get_config("tiny"))
+    with torch.no_grad():  # an untrained model emits zero velocity; give it some so outputs depend on it
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_model(model, path)
+    return path
+
+
+def test_generate_is_deterministic_in_the_seed(tiny_weights):
+    a = generate("a desert at night", seed=1, steps=2, weights=tiny_weights, device="cpu")
+    b = generate("a desert at night", seed=1, steps=2, weights=tiny_weights, device="cpu")
+    c = generate("a desert at night", seed=2, steps=2, weights=tiny_weights, device="cpu")
+    cfg = get_config("tiny")
+    assert len(a) == cfg.n_tokens * cfg.children
+    a.validate()
+    torch.testing.assert_close(a.means, b.means, rtol=0, atol=0)
+    assert (a.means - c.means).abs().mean() > 1e-3
+
+
+def test_generate_from_an_image(tiny_weights, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (80, 60), (200, 120, 40)).save(path)
+    g = generate(image=path, seed=0, steps=2, weights=tiny_weights, device="cpu")
+    assert len(g) > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prompt": "   "}, "give a prompt"),
+        ({"prompt": "x", "image": "y.png"}, "not both"),
+        ({"prompt": "x", "steps": 0}, "steps"),
+        ({"prompt": "x", "device": "tpu"}, "unknown device"),
+    ],
+)
+def test_generate_refuses_bad_input(tiny_weights, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        generate(weights=tiny_weights, **kwargs)
+
+
+def test_make_writes_world_and_preview(tiny_weights, tmp_path, capsys):
+    out = tmp_path / "w.spz"
+    code = main(["make", "a snowy pine forest", "-o", str(out), "--steps", "2", "--weights", str(tiny_weights), "--device", "cpu"])
+    assert code == 0
+    assert out.is_file() and (tmp_path / "w.png").is_file()
+    from exporters import load
+
+    assert len(load(out)) == get_config("tiny").n_tokens * get_config("tiny").children
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "worldgen view" in printed
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["make", ""], "give a prompt"),
+        (["make", "--image", "missing.png"], "image not found"),
+        (["make", "x", "--device", "tpu"], "unknown device"),
+        (["make", "x", "-o", "world.obj"], "unknown extension"),
+        (["make", "x", "--preview", "p.gif"], "--preview"),
+    ],
+)
+def test_make_bad_input_is_one_line_and_exit_2(tiny_weights, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code = main([*args, "--weights", str(tiny_weights), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no shipped weights in this checkout")
+def test_shipped_weights_make_a_full_detail_world():
+    g = generate("a sandy desert at sunset", seed=0, steps=4, device="cpu")
+    assert len(g) >= 100_000
+    g.validate()

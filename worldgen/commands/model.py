@@ -1,0 +1,126 @@
+"""`worldgen make` (prompt or picture -> world) and `worldgen train` (dataset -> weights)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def make(
+        prompt: Optional[str] = typer.Argument(None, help="What the world should be; default: a snowy pine forest by a frozen lake at dusk."),
+        image: Optional[Path] = typer.Option(None, help="Condition on a picture instead of a prompt."),
+        output: Path = typer.Option(Path("world.ply"), "--output", "-o", help="Where to write the world: .ply, .splat or .spz."),
+        seed: int = typer.Option(0, help="Random seed: the same seed, prompt, weights and device give the same world."),
+        steps: int = typer.Option(16, help="Sampler steps."),
+        guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+        device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu or cuda."),
+        preview: Optional[Path] = typer.Option(None, help="Preview image; default: beside the world, <name>.png."),
+        no_preview: bool = typer.Option(False, "--no-preview", help="Write no preview image."),
+        weights: Optional[Path] = typer.Option(None, help="Model weights (.safetensors); default: the shipped weights."),
+    ) -> None:
+        """Generate a world from a prompt or a picture with the set-transformer model."""
+        import time
+
+        from worldgen.errors import UsageError
+        from worldgen.generate import DEFAULT_PROMPT, generate, resolve_device
+
+        from exporters import format_of, save
+
+        format_of(output)  # refuse an unknown extension before any work
+        if image is not None and prompt is not None:
+            raise UsageError("give either a prompt or --image, not both")
+        if image is not None and not image.is_file():
+            raise UsageError(f"image not found: {image}")
+        if prompt is None and image is None:
+            prompt = DEFAULT_PROMPT
+        preview_path = None if no_preview else (preview or output.with_suffix(".png"))
+        if preview_path is not None and preview_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise UsageError(f"--preview writes a .png or .jpg image, not {preview_path.name}")
+        dev = resolve_device(device)
+
+        start = time.perf_counter()
+        with _StepBar("sampling") as bar:
+            world = generate(prompt, image=image, seed=seed, steps=steps, guidance=guidance,
+                             device=dev.type, weights=weights, on_step=bar.update)  # fmt: skip
+        save(world, output)
+        seconds = time.perf_counter() - start
+        what = f"image {image}" if image is not None else repr(prompt)
+        typer.echo(f"world for {what} (seed {seed}, {len(world):,} splats, {seconds:.1f} s on {dev.type}) -> {output}")
+        if preview_path is not None:
+            _write_preview(world, preview_path)
+            typer.echo(f"preview -> {preview_path}")
+        typer.echo(f"open it in the browser: worldgen view {output}")
+
+    @app.command()
+    def train(
+        data: Path = typer.Argument(..., help="A dataset directory from `worldgen dataset build`."),
+        out: Path = typer.Option(Path("runs/world"), help="Run directory: checkpoint.safetensors and model.safetensors."),
+        preset: str = typer.Option("small", help="Training preset: tiny, small or base."),
+        steps: Optional[int] = typer.Option(None, help="Total optimizer steps (default: the preset's)."),
+        batch_size: Optional[int] = typer.Option(None, help="Worlds per step (default: the preset's)."),
+        lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+        max_captions: Optional[int] = typer.Option(None, help="Use at most this many captions per world."),
+        resume: bool = typer.Option(True, help="Continue from the run directory's checkpoint when there is one."),
+        seed: int = typer.Option(0, help="Random seed of initialisation and batches."),
+    ) -> None:
+        """Train the world model on procedural shards (resumable; torchrun for several GPUs)."""
+        from worldgen.errors import UsageError
+        from worldgen.train import train as run_training
+        from worldgen.train import train_config, world_set_from_shards
+
+        if not data.is_dir():
+            raise UsageError(f"{data}: not a dataset directory (build one with `worldgen dataset build`)")
+        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+        cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed,
+                           progress=sys.stderr.isatty(), **overrides)  # fmt: skip
+        typer.echo(f"reading {data} ...", err=True)
+        worlds = world_set_from_shards(data, max_captions=max_captions)
+        typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
+        result = run_training(cfg, worlds)
+        tail = result.losses[-50:]
+        loss = sum(tail) / len(tail) if tail else float("nan")
+        typer.echo(f"step {result.step}: loss {loss:.4f}, {result.samples_per_s:.1f} samples/s -> {out / 'model.safetensors'}")
+
+
+class _StepBar:
+    """A rich progress bar over the sampler's steps, on stderr when it is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+        )  # fmt: skip
+        self._task = None
+
+    def __enter__(self) -> _StepBar:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def update(self, step: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task("steps", total=total)
+        self._progress.update(self._task, completed=step)
+
+
+def _write_preview(world, path: Path, *, width: int = 960, height: int = 540) -> None:
+    import torch
+
+    from worldgen.render import overview_camera, render
+    from worldgen.render.video import write_image
+
+    cams = overview_camera(world.means, width=width, height=height)
+    with torch.no_grad():
+        image = render(world, cams).images_uint8()[0]
+    write_image(path, image)
