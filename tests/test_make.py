@@ -7,7 +7,7 @@ import torch
 
 from worldgen.cli import main
 from worldgen.errors import UsageError
-from worldgen.generate import SHIPPED_WEIGHTS, generate
+from worldgen.pipeline import SHIPPED_WEIGHTS, generate
 from worldgen.model.config import get_config
 from worldgen.model.world import WorldModel, save_model
 

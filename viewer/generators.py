@@ -44,11 +44,14 @@ class ModelGenerator:
 
     def __call__(self, request: GenerateRequest, progress: Progress) -> Gaussians:
         progress(0.05)
-        kwargs: dict[str, Any] = {"prompt": request.prompt or None, "image": request.image, "seed": request.seed}
-        try:
-            g = self.generate(**kwargs, steps=request.steps, guidance=request.guidance)
-        except TypeError:  # an API without steps/guidance
-            g = self.generate(**kwargs)
+        g = self.generate(
+            prompt=request.prompt or None,
+            image=_pixels(request.image),
+            seed=request.seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            on_step=lambda step, total: progress(0.05 + 0.85 * step / total),
+        )
         progress(1.0)
         return g
 
@@ -73,13 +76,21 @@ class ProceduralGenerator:
         return g
 
 
+def _pixels(image: Any):
+    """A PIL image -> [H, W, 3] uint8 tensor, as `worldgen.generate` takes it (None stays None)."""
+    if image is None:
+        return None
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+
+
 def default_generator() -> Generator | None:
     """The best generator installed, or None."""
-    try:
-        from worldgen import generate  # the model; lands with the model issue
-    except (ImportError, AttributeError):
-        generate = None
-    if generate is not None:
+    from worldgen.pipeline import default_weights, generate
+
+    if default_weights().is_file():  # the model, when its weights are installed
         return ModelGenerator(generate)
     try:
         from worldgen import procedural

@@ -22,6 +22,7 @@ _LAZY = {
     "load_model": "worldgen.model",
     "save_model": "worldgen.model",
     "TrainConfig": "worldgen.train",
+    "generate": "worldgen.pipeline",
 }
 
 
@@ -31,4 +32,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'worldgen' has no attribute {name!r}")
 
 
-__all__ = ["Gaussians", "__version__"]
+__all__ = ["Gaussians", "__version__", "generate"]

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         import time
 
         from worldgen.errors import UsageError
-        from worldgen.generate import DEFAULT_PROMPT, generate, resolve_device
+        from worldgen.pipeline import DEFAULT_PROMPT, generate, resolve_device
 
         from exporters import format_of, save
 
