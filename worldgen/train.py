@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -488,23 +489,31 @@ def load_checkpoint(path: str | os.PathLike, model: WorldModel, opt: torch.optim
 
 
 class _Progress:
-    """A rich progress bar: step, flow loss, decoder loss and samples/s."""
+    """Step, flow loss, decoder loss and samples/s: a rich bar on a terminal, else a log line now and then."""
 
     def __init__(self, cfg: TrainConfig, *, start: int) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.every = max(1, cfg.log_every)
+        self.total = cfg.steps
+        console = Console(stderr=True)
+        self.live = console.is_terminal
+        self.log_every = self.every * 10  # plain log lines (a file, CI) come less often than bar updates
         self.bar = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  dec {task.fields[dec]:.4f}  {task.fields[rate]:.1f} samples/s"),
-            TimeRemainingColumn(), transient=False,
+            TimeRemainingColumn(), transient=False, console=console, disable=not self.live,
         )  # fmt: skip
         self.task = self.bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), dec=float("nan"), rate=0.0)
         self.bar.start()
 
     def update(self, step: int, loss: float, dec: float, rate: float) -> None:
-        if step % self.every == 0:
+        if self.live and step % self.every == 0:
             self.bar.update(self.task, completed=step, loss=loss, dec=dec, rate=rate)
+        elif not self.live and (step % self.log_every == 0 or step == self.total):
+            print(f"train step {step}/{self.total}  loss {loss:.4f}  dec {dec:.4f}  {rate:.1f} samples/s",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
     def close(self) -> None:
         self.bar.stop()

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"{data}: not a dataset directory (build one with `worldgen dataset build`)")
         overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed,
-                           progress=sys.stderr.isatty(), **overrides)  # fmt: skip
+                           **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)
         worlds = world_set_from_shards(data, max_captions=max_captions)
         typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
