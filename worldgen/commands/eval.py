@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         seeds: int = typer.Option(2, help="Worlds per prompt (seeds 0..seeds-1); at least 2."),
         ref_seeds: int = typer.Option(2, help="Procedural reference worlds per prompt; at least 2."),
         judge: Path = typer.Option(None, "--judge", help="Judge weights (default: the committed worldgen/assets/judge.safetensors)."),
-        threads: int = typer.Option(0, help="Torch threads (0: torch's default)."),
+        threads: int = typer.Option(1, help="Torch threads on the CPU (0: torch's default; 1 is fastest on a shared machine)."),
     ) -> None:
         """Measure how well a generator's worlds match their prompts, how diverse and how fast they are."""
         from worldgen.errors import UsageError
