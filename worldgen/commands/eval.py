@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         }
         output.parent.mkdir(parents=True, exist_ok=True)
         J.save_judge(judge, output, metadata=meta)
-        typer.echo(f"judge: held-out accuracy " + " ".join(f"{k} {100 * v:.1f}%" for k, v in acc.items()))
+        typer.echo("judge: held-out accuracy " + " ".join(f"{k} {100 * v:.1f}%" for k, v in acc.items()))
         typer.echo(f"weights -> {output} ({time.time() - t0:.0f} s)")
 
     app.add_typer(judge_app, name="judge")
