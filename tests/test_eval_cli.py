@@ -27,13 +27,25 @@ def tiny_judge(tmp_path_factory):
     return path
 
 
-def test_weights_without_model_is_one_line_error(tmp_path, capsys) -> None:
+def test_bad_model_weights_are_one_line_error(tmp_path, capsys) -> None:
+    w = tmp_path / "model.safetensors"
+    w.write_bytes(b"not a model")
+    assert main(["eval", "--weights", str(w), "--prompts", "free", "--per-set", "1", "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("worldgen: error:") and "Traceback" not in err[0]
+    assert not (tmp_path / "r" / "report.md").exists()
+    assert main(["eval", "--weights", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "r")]) == 2
+
+
+def test_without_the_model_module(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "worldgen.pipeline", None)  # as before the model existed
     w = tmp_path / "model.safetensors"
     w.write_bytes(b"x")
     assert main(["eval", "--weights", str(w), "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the model is not available yet" in err[0]
-    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

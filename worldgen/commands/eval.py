@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         generator = model_generator(weights) if weights is not None else None
         config = EvalConfig(sets=sets, per_set=per_set, seeds=seeds, ref_seeds=ref_seeds, judge=str(judge) if judge else None)
-        result = evaluate(config, generator, log=lambda m: typer.echo(m, err=True))
+        name = f"model ({weights})" if weights is not None else None
+        result = evaluate(config, generator, generator_name=name, log=lambda m: typer.echo(m, err=True))
         paths = write_report(result, output)
         acc = " ".join(f"{s}={100 * r['judge_accuracy']['mean']:.0f}%" for s, r in result["sets"].items())
         typer.echo(f"{result['generator']}: judge accuracy {acc}; {result['speed']['seconds_per_world']:.2f} s/world")

@@ -60,10 +60,10 @@ def procedural_generator(cases) -> Generator:
 
 
 def model_generator(weights: str | Path) -> Generator:
-    """The trained model as a generator; `worldgen.generate` is imported only here."""
+    """The trained model as a generator; `worldgen.generate` (module `worldgen.pipeline`) is imported only here."""
     weights = Path(weights)
     try:
-        from worldgen.generate import generate  # type: ignore[import-not-found]
+        from worldgen.pipeline import generate
     except ImportError:
         raise UsageError("the model is not available yet (no worldgen.generate); run without --weights for the procedural baseline") from None
     if not weights.exists():
