@@ -65,9 +65,13 @@ class DatasetConfig:
 
 
 def world_seed(config: DatasetConfig, index: int) -> int:
-    """The seed of world `index`: fixed by the dataset seed, split and index."""
+    """The seed of world `index`: fixed by the dataset seed, split and index.
+
+    Always below 2**31: seeds from 2**31 up belong to the evaluation judge's
+    worlds (`worldgen.eval.judge`), which the generator must never train on.
+    """
     ss = np.random.SeedSequence([config.seed, index, 0 if config.split == "train" else 1])
-    return int(ss.generate_state(1, dtype=np.uint32)[0])
+    return int(ss.generate_state(1, dtype=np.uint32)[0]) & 0x7FFF_FFFF
 
 
 def view_cameras(
