@@ -15,6 +15,15 @@ settings.register_profile("ci", parent=settings.get_profile("default"), derandom
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny inputs: a second thread gains nothing, and on a busy machine OpenMP's barrier costs 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_gaussians(n: int, *, sh_degree: int = 0, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Random valid Gaussians: unit quaternions, positive scales, opacities in (0, 1)."""
     from worldgen.gaussians import Gaussians

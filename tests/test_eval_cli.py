@@ -11,14 +11,6 @@ from worldgen.cli import main
 from worldgen.eval.judge import Judge, JudgeConfig, save_judge
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_judge(tmp_path_factory):
     torch.manual_seed(0)

@@ -12,14 +12,6 @@ from worldgen.errors import FormatError, UsageError
 from worldgen.eval import judge as J
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_judge_seed_ranges_are_apart_and_buildable() -> None:
     lo_t, hi_t = J.judge_seed("train", 0), J.judge_seed("train", J.MAX_JUDGE_WORLDS - 1)
     lo_h, hi_h = J.judge_seed("heldout", 0), J.judge_seed("heldout", J.MAX_JUDGE_WORLDS - 1)

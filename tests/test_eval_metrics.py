@@ -22,15 +22,6 @@ from worldgen.eval.metrics import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids oversubscribing the shared cores
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _clouds(k: int, n: int = 64, *, seed: int, shift: float = 0.0) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(n, 6, generator=g, dtype=torch.float64) * 0.3 + shift for _ in range(k)]

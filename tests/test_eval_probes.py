@@ -13,14 +13,6 @@ BASE = WorldSpec(biome="meadow", water="none", vegetation="sparse", structure="n
 SEEDS = (1, 2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 _CACHE: dict[tuple, dict[str, float]] = {}
 
 

@@ -16,15 +16,6 @@ from worldgen.model import tokens as tok
 from worldgen.model.config import PRESETS, ModelConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared machine the OpenMP barrier costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def micro_config(**kw) -> ModelConfig:
     """A dim-16 model that runs in milliseconds."""
     base = dict(

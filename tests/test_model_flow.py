@@ -14,15 +14,6 @@ from worldgen.model.decoder import decode_children_tokens
 from worldgen.model.flow import _sinkhorn_pairing_reference, flow_loss, integrate, sinkhorn_pairing
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared machine the OpenMP barrier costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("method", ["euler", "heun"])
 @pytest.mark.parametrize("attention", ["full", "isab"])
 @settings(max_examples=6)

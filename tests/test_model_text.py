@@ -11,15 +11,6 @@ from worldgen.model.image import ImageEncoder, load_image, prepare_images, sinco
 from worldgen.model.text import encode_text
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared machine the OpenMP barrier costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_minilm_encodes_a_real_prompt_offline():
     cond = encode_text(["a wintry woodland beside a frozen pond", "a sunny desert with dunes at noon"])
     b, length, dim = cond.tokens.shape

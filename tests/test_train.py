@@ -17,15 +17,6 @@ from worldgen.model import tokens as tok
 from worldgen.train import TrainConfig, load_checkpoint, toy_worlds, train, train_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared machine the OpenMP barrier costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_tiny_preset_learns_the_condition(tmp_path):
     data, labels = toy_worlds(64, 128, children=8)
     cfg = train_config("tiny", out_dir=str(tmp_path), progress=False)
