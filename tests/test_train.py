@@ -93,7 +93,7 @@ def test_bad_configs():
 def test_ddp_under_torchrun_with_gloo(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(textwrap.dedent(f"""
-        import torch, torch.distributed as dist
+        import gc, torch, torch.distributed as dist
         from worldgen.train import TrainConfig, toy_worlds, train
         data, _ = toy_worlds(8, 32, children=4)
         r = train(TrainConfig(model="tiny", steps=2, batch_size=2, subset_n=16, decoder_parents=8, progress=False,
@@ -103,6 +103,8 @@ def test_ddp_under_torchrun_with_gloo(tmp_path):
         dist.all_gather(gathered, w)
         assert dist.get_world_size() == 2 and torch.equal(gathered[0], gathered[1])
         print("rank", dist.get_rank(), "ok")
+        gc.collect()  # free DDP's reducer and pending work before the group goes (else gloo can abort at exit)
+        dist.barrier()
         dist.destroy_process_group()
     """))
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

@@ -83,9 +83,22 @@ def register(app: typer.Typer) -> None:
         worlds = world_set_from_shards(data, max_captions=max_captions)
         typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
         result = run_training(cfg, worlds)
+        _leave_process_group()
         tail = result.losses[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
         typer.echo(f"step {result.step}: loss {loss:.4f}, {result.samples_per_s:.1f} samples/s -> {out / 'model.safetensors'}")
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: free DDP's state, then leave the process group together (gloo aborts at exit otherwise)."""
+    import gc
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class _StepBar:
