@@ -173,9 +173,35 @@ def world_set_from_shards(
             paths = [root]
     if not paths:
         raise UsageError("no complete shards to train on")
+    return _world_set_from_shard_dicts((read_shard(p) for p in paths), encode=encode, max_captions=max_captions)
+
+
+def world_set_from_scenes(
+    root: str | os.PathLike,
+    *,
+    encode: Callable[[Sequence[str]], Condition] | None = None,
+    max_captions: int | None = None,
+    coarse_n: int = 2048,
+    children: int = 64,
+    views: int = 2,
+    view_size: int = 96,
+    on_scene: Callable | None = None,
+) -> WorldSet:
+    """A directory of the user's own splat scenes with captions (`worldgen.scenes`) as a `WorldSet`.
+
+    Each scene is fitted with `coarse_n` coarse Gaussians of `children` children each: the model's
+    `n_tokens` and `children`.
+    """
+    from worldgen.scenes import scene_shard
+
+    shard = scene_shard(root, coarse_n=coarse_n, children=children, views=views, view_size=view_size,
+                        on_scene=on_scene)  # fmt: skip
+    return _world_set_from_shard_dicts([shard], encode=encode, max_captions=max_captions)
+
+
+def _world_set_from_shard_dicts(shards, *, encode, max_captions) -> WorldSet:
     coarse, kids, views, captions, owner = [], [], [], [], []
-    for path in paths:
-        sh = read_shard(path)
+    for sh in shards:
         coarse.append(tok.encode(sh["coarse_means"], sh["coarse_quats"], sh["coarse_scales"], sh["coarse_opacities"],
                                  sh["coarse_rgb"]).float())  # fmt: skip
         kids.append(tok.child_tokens_from_local(

@@ -58,31 +58,49 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def train(
-        data: Path = typer.Argument(..., help="A dataset directory from `worldgen dataset build`."),
+        data: Path = typer.Argument(..., help="A dataset directory from `worldgen dataset build`, or a directory of your own "
+                                              "splat scenes (.ply/.splat/.spz) with captions (captions.jsonl or NAME.txt)."),
         out: Path = typer.Option(Path("runs/world"), help="Run directory: checkpoint.safetensors and model.safetensors."),
         preset: str = typer.Option("small", help="Training preset: tiny, small or base."),
         steps: Optional[int] = typer.Option(None, help="Total optimizer steps (default: the preset's)."),
         batch_size: Optional[int] = typer.Option(None, help="Worlds per step (default: the preset's)."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
+        init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
+                                                       "on your scenes) instead of a fresh model."),
         threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         max_captions: Optional[int] = typer.Option(None, help="Use at most this many captions per world."),
         resume: bool = typer.Option(True, help="Continue from the run directory's checkpoint when there is one."),
         seed: int = typer.Option(0, help="Random seed of initialisation and batches."),
     ) -> None:
-        """Train the world model on procedural shards (resumable; torchrun for several GPUs)."""
+        """Train the world model on procedural shards or your own scenes (resumable; torchrun for several GPUs)."""
         from worldgen.errors import UsageError
+        from worldgen.scenes import is_scenes_dir
         from worldgen.train import train as run_training
-        from worldgen.train import train_config, world_set_from_shards
+        from worldgen.train import train_config, world_set_from_scenes, world_set_from_shards
 
         if not data.is_dir():
-            raise UsageError(f"{data}: not a dataset directory (build one with `worldgen dataset build`)")
+            raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
         overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+        model = None
+        if init is not None:
+            from worldgen.model import load_model
+
+            model = load_model(init)
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed,
                            **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)
-        worlds = world_set_from_shards(data, max_captions=max_captions)
+        if is_scenes_dir(data):
+            from worldgen.model.config import get_config
+
+            mcfg = model.cfg if model is not None else get_config(cfg.model, **cfg.model_overrides)
+            worlds = world_set_from_scenes(
+                data, max_captions=max_captions, coarse_n=mcfg.n_tokens, children=mcfg.children,
+                on_scene=lambda i, n, s: typer.echo(f"  scene {i}/{n}: {s.path.name}", err=True),
+            )  # fmt: skip
+        else:
+            worlds = world_set_from_shards(data, max_captions=max_captions)
         typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
-        result = run_training(cfg, worlds)
+        result = run_training(cfg, worlds, model=model)
         _leave_process_group()
         tail = result.losses[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
