@@ -80,7 +80,7 @@ def scene_record(scene: Scene, *, coarse_n: int = 2048, children: int = 64, view
     from worldgen.procedural.dataset import view_cameras
     from worldgen.procedural.lod import build_lod
 
-    world = load(scene.path).sanitize().to(dtype=torch.float32)
+    world = load(scene.path).to(dtype=torch.float32)
     if len(world) < coarse_n:
         raise UsageError(f"{scene.path}: {len(world)} splats; a training scene needs at least {coarse_n}")
     lod = build_lod(world, coarse_n=coarse_n, children=children, seed=seed)

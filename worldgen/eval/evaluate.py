@@ -151,12 +151,11 @@ def evaluate(
                 rec = WorldRecord(case.set, case.prompt, spec, seed, kind, seconds=dt)
                 if kind == "generated":
                     gen_seconds.append(dt)
-                    views = J.judge_views(world)
-                    idx = judge.predict_indices(views[None])[0]
-                    rec.judged = {a: vocab[a][int(i)] for a, i in zip(J.ATTRIBUTES, idx)}
-                    thumbs.setdefault(kind, views)
-                elif kind not in thumbs and len(images[case.set]) < config.sheet_rows:
-                    thumbs[kind] = J.judge_views(world)
+                # the judge reads both kinds: the procedural worlds of the same prompts are the model's yardstick
+                views = J.judge_views(world)
+                idx = judge.predict_indices(views[None])[0]
+                rec.judged = {a: vocab[a][int(i)] for a, i in zip(J.ATTRIBUTES, idx)}
+                thumbs.setdefault(kind, views)
                 rec.probes = probe_world(world)
                 per_kind[kind].append(world_points(world, config.points, seed=seed))
                 records.append(rec)
@@ -173,6 +172,8 @@ def evaluate(
         ref = [r for r in records if r.set == s and r.kind == "procedural"]
         acc = {a: float(np.mean([r.judged[a] == r.spec[a] for r in gen])) for a in J.ATTRIBUTES}
         acc["mean"] = float(np.mean(list(acc.values())))
+        ref_acc = {a: float(np.mean([r.judged[a] == r.spec[a] for r in ref])) for a in J.ATTRIBUTES}
+        ref_acc["mean"] = float(np.mean(list(ref_acc.values())))
         facts = {}
         for f, (probe_says, spec_says) in PROBE_FACTS.items():
             facts[f] = {
@@ -187,6 +188,8 @@ def evaluate(
         sets[s] = {
             "prompts": len(gen) // config.seeds,
             "judge_accuracy": acc,
+            "judge_accuracy_procedural": ref_acc,  # the same judge on procedural worlds of the same prompts
+            "judge_relative": acc["mean"] / ref_acc["mean"] if ref_acc["mean"] > 0 else float("nan"),
             "probe_agreement": facts,
             "probe_means": probe_means,
             "distribution": dist,

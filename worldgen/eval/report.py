@@ -44,15 +44,19 @@ def render_markdown(result: dict) -> str:
         "",
         "A small CNN trained on renders of procedural worlds (seeds the generator's data never uses) reads each "
         "attribute off four fixed views. *Ceiling*: its accuracy on held-out procedural worlds. The other columns: "
-        "how often it finds the prompt's attribute in the generated worlds.",
+        "how often it finds the prompt's attribute in the generated worlds and, in brackets, in procedural worlds "
+        "of the same prompts. *Relative*: generated over procedural (mean accuracy), the model's acceptance figure.",
         "",
         "| attribute | ceiling | " + " | ".join(_SET_TITLES.get(n, n) for n in names) + " |",
         "| --- | --- | " + " | ".join("---" for _ in names) + " |",
     ]
     ceiling = result["judge"].get("heldout_accuracy") or {}
     for a in (*ATTRIBUTES, "mean"):
-        row = [f"**{a}**" if a == "mean" else a, _pct(ceiling.get(a))] + [_pct(sets[n]["judge_accuracy"][a]) for n in names]
+        cells = [f"{_pct(sets[n]['judge_accuracy'][a])} ({_pct(sets[n].get('judge_accuracy_procedural', {}).get(a))})"
+                 for n in names]  # fmt: skip
+        row = [f"**{a}**" if a == "mean" else a, _pct(ceiling.get(a))] + cells
         lines.append("| " + " | ".join(row) + " |")
+    lines.append("| *relative* | | " + " | ".join(_pct(sets[n].get("judge_relative")) for n in names) + " |")
     lines += [
         "",
         "## 2. Probes (read off the Gaussians, no learning)",
