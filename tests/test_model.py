@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import random_gaussians
+from worldgen.gaussians import Gaussians
 from worldgen.errors import FormatError, InvalidGaussiansError, UsageError
 from worldgen.model import Condition, WorldModel, get_config, load_model, save_model
 from worldgen.model import tokens as tok
@@ -249,3 +250,21 @@ def test_sdpa_matches_the_reference_attention_forward_and_backward(masked: bool)
     g_slow = torch.autograd.grad(slow.square().sum(), (q, k, v))
     for a, b in zip(g_fast, g_slow):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_samples_are_pulled_inside_the_data_support():
+    gen = torch.Generator().manual_seed(0)
+    means = torch.cat([torch.randn(64, 3, generator=gen) * 20, torch.tensor([[0.0, 150.0, 60.0]])])  # ground + sky
+    g = Gaussians.from_rgb(means, torch.rand(65, 3, generator=gen), torch.rand(65, 3, generator=gen) * 5 + 0.01,
+                           torch.rand(65, generator=gen), torch.nn.functional.normalize(torch.randn(65, 4, generator=gen), dim=1))  # fmt: skip
+    t = tok.gaussians_to_tokens(g)
+    torch.testing.assert_close(tok.clamp_to_support(t), t, rtol=0, atol=0)  # data are left exactly alone
+    wild = t.clone()
+    wild[0, tok.POS] = torch.tensor([1.999, 0.0, 0.0])  # 32 km away
+    wild[1, tok.SCALE] = 9.0  # a 10 km splat
+    wild[2, tok.SCALE] = -20.0
+    f = tok.decode(tok.clamp_to_support(wild))
+    assert f["means"][0].norm() == pytest.approx(tok.SAMPLE_MAX_DISTANCE, rel=1e-5)
+    assert f["scales"][1].max() == pytest.approx(tok.SAMPLE_SCALE_RANGE[1], rel=1e-5)
+    assert f["scales"][2].min() == pytest.approx(tok.SAMPLE_SCALE_RANGE[0], rel=1e-5)
+    torch.testing.assert_close(f["means"][3:], g.means[3:], rtol=1e-5, atol=1e-4)

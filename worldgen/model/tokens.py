@@ -31,6 +31,8 @@ never sees world orientation. `child_tokens_from_local` /
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -119,6 +121,30 @@ def decode(tokens: Tensor) -> dict[str, Tensor]:  # [..., TOKEN_DIM]
         "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
         "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
     }
+
+
+#: the support of generated worlds: the procedural data reach ~250 m (sky dome corners) and 10 m splats
+SAMPLE_MAX_DISTANCE = 400.0  # meters from the centre
+SAMPLE_SCALE_RANGE = (1e-3, 30.0)  # meters
+
+
+def clamp_to_support(tokens: Tensor) -> Tensor:
+    """Sampled coarse tokens pulled inside the data's support (like clipping x0 in image diffusion).
+
+    A flow sample can overshoot where the data never go: a token radius near 2
+    means kilometres, a large scale token a splat that covers the view. Positions
+    are pulled radially inside `SAMPLE_MAX_DISTANCE`, log-scales into
+    `SAMPLE_SCALE_RANGE`; everything inside the support is left exactly as it is.
+    [..., TOKEN_DIM] -> [..., TOKEN_DIM]
+    """
+    _check_dim(tokens, TOKEN_DIM)
+    out = tokens.clone()
+    limit = 2.0 - HALF_EXTENT / SAMPLE_MAX_DISTANCE  # contract(SAMPLE_MAX_DISTANCE / HALF_EXTENT)
+    c = out[..., POS].norm(dim=-1, keepdim=True)
+    out[..., POS] = out[..., POS] * (limit / c.clamp_min(limit))
+    lo, hi = ((math.log(v) - LOG_SCALE_MEAN) / LOG_SCALE_STD for v in SAMPLE_SCALE_RANGE)
+    out[..., SCALE] = out[..., SCALE].clamp(lo, hi)
+    return out
 
 
 def gaussians_to_tokens(g: Gaussians) -> Tensor:

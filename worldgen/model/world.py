@@ -104,7 +104,12 @@ def decode_world(
     seed: int = 0,
     precision: Precision = "auto",
 ) -> Gaussians:
-    """Coarse tokens -> Gaussians; with `detail`, every coarse Gaussian becomes `cfg.children` children."""
+    """Coarse tokens -> Gaussians; with `detail`, every coarse Gaussian becomes `cfg.children` children.
+
+    The coarse tokens are first pulled inside the data's support (`tokens.clamp_to_support`) and
+    children's scales stay inside `tokens.SAMPLE_SCALE_RANGE`.
+    """
+    coarse = tok.clamp_to_support(coarse)
     if not detail:
         return tok.tokens_to_gaussians(coarse)
     p = next(model.parameters())
@@ -115,6 +120,7 @@ def decode_world(
     parent = tok.decode(coarse)
     f = tok.decode_children(parent, child)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
+    flat["scales"] = flat["scales"].clamp(*tok.SAMPLE_SCALE_RANGE)
     return Gaussians.from_rgb(flat["means"], flat["rgb"], flat["scales"], flat["opacities"], flat["quats"])
 
 
