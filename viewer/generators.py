@@ -25,7 +25,7 @@ class GenerateRequest:
     prompt: str
     image: Any = None  # a PIL image, or None
     seed: int = 0
-    steps: int = 32
+    steps: int = 16  # as `worldgen make`
     guidance: float = 3.0
 
 

@@ -21,7 +21,7 @@ class GeneratePanel:
         self.image_button = gui.add_upload_button("Image (optional)", icon=None, mime_type="image/*")
         self.image_label = gui.add_markdown("No image")
         self.seed = gui.add_number("Seed", initial_value=0, min=0, step=1)
-        self.steps = gui.add_slider("Steps", min=1, max=200, step=1, initial_value=32)
+        self.steps = gui.add_slider("Steps", min=1, max=64, step=1, initial_value=16)
         self.guidance = gui.add_slider("Guidance", min=0.0, max=15.0, step=0.5, initial_value=3.0)
         self.placement = gui.add_dropdown("Result", ("replace the world", "add beside"), initial_value="replace the world")
         self.button = gui.add_button("Generate", disabled=app.generator is None)
