@@ -16,14 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Until the model's weights ship, the demo builds the procedural baseline world
-# for the default prompt ("a snowy pine forest by a frozen lake at dusk") and
-# renders a preview of it on the CPU.
+# The main job: a world for the default prompt ("a snowy pine forest by a
+# frozen lake at dusk") from the shipped weights, on the CPU, with a preview.
 demo: $(STAMP)
-	$(VENV)/bin/worldgen procedural --biome pine_forest --vegetation dense --water lake \
-		--time sunset --weather snow --seed 0 -o out/world.ply
-	$(VENV)/bin/worldgen render out/world.ply -o out/preview.png
-	@echo "open it in the browser: $(VENV)/bin/worldgen view out/world.ply"
+	$(VENV)/bin/worldgen make -o out/world.ply
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
