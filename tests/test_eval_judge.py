@@ -120,6 +120,6 @@ def test_committed_judge_reproduces_its_ceiling(heldout_accuracy) -> None:
 JUDGE_TARGET = 0.9
 
 
-@pytest.mark.xfail(strict=True, reason="the committed judge's held-out mean is below the 90% target (docs/eval.md)")
 def test_committed_judge_meets_the_target(heldout_accuracy) -> None:
+    """90.8% on the 240 held-out worlds of its training run (docs/eval.md); 93% on these 24."""
     assert heldout_accuracy["mean"] >= JUDGE_TARGET, heldout_accuracy
