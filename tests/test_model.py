@@ -84,6 +84,8 @@ def test_children_round_trip_in_parent_frame(seed: int):
         "means": torch.randn(p, 3, generator=gen, dtype=torch.float64) * 20,
         "quats": torch.nn.functional.normalize(torch.randn(p, 4, generator=gen, dtype=torch.float64), dim=1),
         "scales": torch.rand(p, 3, generator=gen, dtype=torch.float64) + 0.1,
+        "opacities": torch.rand(p, generator=gen, dtype=torch.float64) * 0.9 + 0.05,
+        "rgb": torch.rand(p, 3, generator=gen, dtype=torch.float64),
     }
     kids = {
         "means": parent["means"][:, None] + torch.randn(p, c, 3, generator=gen, dtype=torch.float64),
@@ -223,12 +225,14 @@ def test_child_frame_agrees_with_the_dataset_lod():
     members = random_gaussians(6 * 5, seed=4, dtype=torch.float64)
     members = members.replace(sh0=members.sh0.clamp(-1.7, 1.7))
     ch = lod.to_children_local(parents, members, 5)
-    from_lod = tok.child_tokens_from_local(ch.offsets, ch.log_scales, ch.quats, ch.rgb, ch.opacities)
-    parent = {"means": parents.means, "quats": parents.quats, "scales": parents.scales}
+    from_lod = tok.child_tokens_from_local(ch.offsets, ch.log_scales, ch.quats, ch.rgb, ch.opacities,
+                                           parents.rgb, parents.opacities)  # fmt: skip
+    parent = {"means": parents.means, "quats": parents.quats, "scales": parents.scales,
+              "opacities": parents.opacities, "rgb": parents.rgb}  # fmt: skip
     m = lambda x: x.reshape(6, 5, *x.shape[1:])  # noqa: E731
     mine = tok.encode_children(parent, m(members.means), m(members.quats), m(members.scales), m(members.opacities), m(members.rgb))
     torch.testing.assert_close(mine, from_lod, rtol=1e-9, atol=1e-9)
-    back = lod.from_children_local(parents, lod.Children(**tok.child_local_from_tokens(mine)))
+    back = lod.from_children_local(parents, lod.Children(**tok.child_local_from_tokens(mine, parents.rgb, parents.opacities)))
     torch.testing.assert_close(back.means, members.means, rtol=1e-9, atol=1e-9)
 
 

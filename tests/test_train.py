@@ -14,6 +14,7 @@ import torch
 from worldgen.errors import UsageError
 from worldgen.model import load_model, sample
 from worldgen.model import tokens as tok
+from worldgen.model.flow import child_flow_loss
 from worldgen.train import TrainConfig, load_checkpoint, toy_worlds, train, train_config
 
 
@@ -59,6 +60,31 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     model = WorldModel(get_config("tiny"))
     opt = torch.optim.AdamW(model.parameters())
     assert load_checkpoint(tmp_path / "checkpoint.safetensors", model, opt, torch.Generator()) == 1
+
+
+def test_decoder_stage_trains_the_decoder_alone(tmp_path):
+    data, _ = toy_worlds(16, 64, children=8)
+    start = train(TrainConfig(model="tiny", steps=0, progress=False, out_dir=""), data).model
+    frozen = {k: v.clone() for k, v in start.state_dict().items() if not k.startswith("decoder.")}
+    cfg = TrainConfig(model="tiny", stage="decoder", steps=60, batch_size=8, subset_n=32, decoder_parents=128, lr=2e-3,
+                      warmup=5, progress=False, out_dir=str(tmp_path))  # fmt: skip
+    parents, kids = data.coarse.reshape(-1, tok.TOKEN_DIM), data.children.reshape(-1, 8, tok.CHILD_TOKEN_DIM).float()
+    pooled = data.cond.pooled.repeat_interleave(64, 0)
+
+    def held_loss(model) -> float:  # the same noise and times before and after
+        with torch.no_grad():
+            return float(child_flow_loss(model.decoder, kids, parents, pooled, generator=torch.Generator().manual_seed(1)))
+
+    before = held_loss(start)
+    result = train(cfg, data, model=start)
+    assert held_loss(result.model) < 0.9 * before
+    assert all(v == 0.0 for v in result.losses)  # no flow loss in this stage
+    after = result.model.state_dict()
+    assert all(torch.equal(frozen[k], after[k]) for k in frozen)
+    with pytest.raises(UsageError, match="stage"):  # its checkpoint does not resume a joint run
+        train(dataclass_replace(cfg, stage="joint", steps=61), data)
+    with pytest.raises(UsageError):
+        TrainConfig(stage="decoder", decoder_parents=0)
 
 
 def test_image_conditioning_trains_the_image_encoder(tmp_path):

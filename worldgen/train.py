@@ -60,6 +60,7 @@ class TrainConfig:
     t_dist: TimeDist = "logit_normal"
     decoder_parents: int = 256  # parents per step for the detail decoder's loss (0 = off)
     decoder_weight: float = 1.0
+    stage: Literal["joint", "decoder"] = "joint"  # "decoder": train the detail decoder alone, the set model frozen
     image_prob: float = 0.25  # chance that a world is conditioned on one of its views (needs views)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     threads: int = 0  # torch CPU threads (0: torch's default); 1 avoids OpenMP stalls on a busy shared CPU
@@ -75,6 +76,10 @@ class TrainConfig:
             raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0 and lr > 0 are required")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
             raise UsageError("cond_drop and image_prob must lie in [0, 1]")
+        if self.stage not in ("joint", "decoder"):
+            raise UsageError(f"stage must be joint or decoder, got {self.stage!r}")
+        if self.stage == "decoder" and self.decoder_parents < 1:
+            raise UsageError("stage 'decoder' needs decoder_parents >= 1")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
 
@@ -206,7 +211,8 @@ def _world_set_from_shard_dicts(shards, *, encode, max_captions) -> WorldSet:
                                  sh["coarse_rgb"]).float())  # fmt: skip
         kids.append(tok.child_tokens_from_local(
             sh["children_offsets"].float(), sh["children_log_scales"].float(), sh["children_quats"].float(),
-            sh["children_rgb"].float(), sh["children_opacities"].float()).half())  # fmt: skip
+            sh["children_rgb"].float(), sh["children_opacities"].float(),
+            sh["coarse_rgb"].float(), sh["coarse_opacities"].float()).half())  # fmt: skip
         views.append(sh["views"])
         base = sum(c.shape[0] for c in coarse[:-1])
         for j, caps in enumerate(sh["captions"]):
@@ -241,7 +247,7 @@ def world_set_from_fields(
     if children is not None:
         w, n = x.shape[:2]
         flat = {k: v.reshape(w * n, *v.shape[2:]) for k, v in children.items()}
-        parent = {k: coarse[k].reshape(w * n, *coarse[k].shape[2:]) for k in ("means", "quats", "scales")}
+        parent = {k: v.reshape(w * n, *v.shape[2:]) for k, v in coarse.items()}
         kids = tok.encode_children(parent, flat["means"], flat["quats"], flat["scales"], flat["opacities"], flat["rgb"])
         kids = kids.reshape(w, n, *kids.shape[1:])
     if encode is None:
@@ -322,6 +328,9 @@ class _Objective(nn.Module):
         cfg: TrainConfig,
         gen: torch.Generator,
     ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoder
+        if cfg.stage == "decoder":
+            loss_dec = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
+            return loss_dec, x1.new_zeros(()), loss_dec
         if images is not None and use_image is not None and bool(use_image.any()):
             img = self.model.image(images[use_image])  # Condition for the rows that use a view
             both = Condition.cat([cond, img.to(dtype=cond.tokens.dtype)])  # padded to one length
@@ -370,11 +379,16 @@ def train(
     model = model.to(device).train()
     if data.cond.tokens.shape[-1] != model.cfg.cond_dim:
         raise UsageError(f"data conditions are {data.cond.tokens.shape[-1]}-d, the model takes {model.cfg.cond_dim}")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    model.requires_grad_(True)
+    if cfg.stage == "decoder":  # the set model and image encoder stay as they are
+        model.requires_grad_(False)
+        model.decoder.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank)
     step = 0
     if cfg.resume and ckpt_path.exists():
-        step = load_checkpoint(ckpt_path, model, opt, gen)
+        step = load_checkpoint(ckpt_path, model, opt, gen, stage=cfg.stage)
 
     objective: nn.Module = _Objective(model)
     if world > 1:
@@ -397,7 +411,7 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             step += 1
             lf, ld = float(lf.detach()), float(ld.detach())
@@ -406,7 +420,8 @@ def train(
             losses.append(lf)
             dec_losses.append(ld)
             dt = time.perf_counter() - t0
-            rate = 0.9 * rate + 0.1 * (cfg.batch_size * world / dt) if rate else cfg.batch_size * world / dt
+            done = (cfg.decoder_parents if cfg.stage == "decoder" else cfg.batch_size) * world  # parents or worlds
+            rate = 0.9 * rate + 0.1 * (done / dt) if rate else done / dt
             if progress is not None:
                 progress.update(step, lf, ld, rate)
             if rank == 0 and cfg.ckpt_every and step % cfg.ckpt_every == 0:
@@ -425,7 +440,7 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
     x1, cond, rows = data.batch(cidx, cfg.subset_n, gen)
     idx = data.world_of(cidx)
     images = use_image = None
-    if data.views is not None and cfg.image_prob > 0:
+    if data.views is not None and cfg.image_prob > 0 and cfg.stage == "joint":
         use_image = torch.rand(cfg.batch_size, generator=gen) < cfg.image_prob
         view = torch.randint(data.views.shape[1], (cfg.batch_size,), generator=gen)
         images = data.views[idx, view].to(device)
@@ -489,7 +504,9 @@ def save_checkpoint(
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_checkpoint(path: str | os.PathLike, model: WorldModel, opt: torch.optim.Optimizer, gen: torch.Generator) -> int:
+def load_checkpoint(
+    path: str | os.PathLike, model: WorldModel, opt: torch.optim.Optimizer, gen: torch.Generator, *, stage: str = "joint"
+) -> int:
     """Restore `save_checkpoint`'s state into model, optimizer and generator; returns the step."""
     from safetensors.torch import load_file
 
@@ -501,6 +518,9 @@ def load_checkpoint(path: str | os.PathLike, model: WorldModel, opt: torch.optim
         raise FormatError(f"{path} is not a worldgen training checkpoint")
     if ModelConfig.from_json(meta["model_config"]) != model.cfg:
         raise UsageError(f"{path} was trained with another model config; use a fresh out_dir or resume=False")
+    saved = json.loads(meta.get("train_config", "{}")).get("stage", "joint")
+    if saved != stage:  # the optimizer holds other parameters
+        raise UsageError(f"{path} is a checkpoint of training stage {saved!r}, not {stage!r}; use a fresh out_dir")
     tensors = load_file(str(path))
     device = next(model.parameters()).device
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)

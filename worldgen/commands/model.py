@@ -67,6 +67,10 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
         init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
                                                        "on your scenes) instead of a fresh model."),
+        stage: str = typer.Option("joint", help="joint: the set model and the detail decoder; decoder: the detail "
+                                                 "decoder alone, the set model frozen (use with --init)."),
+        decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's loss "
+                                                                 "(default: the preset's)."),
         threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         max_captions: Optional[int] = typer.Option(None, help="Use at most this many captions per world."),
         resume: bool = typer.Option(True, help="Continue from the run directory's checkpoint when there is one."),
@@ -80,13 +84,14 @@ def register(app: typer.Typer) -> None:
 
         if not data.is_dir():
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
-        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr,
+                                       "decoder_parents": decoder_parents}.items() if v is not None}  # fmt: skip
         model = None
         if init is not None:
             from worldgen.model import load_model
 
             model = load_model(init)
-        cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed,
+        cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
                            **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)
         if is_scenes_dir(data):

@@ -23,8 +23,11 @@ Children (the full-detail Gaussians under one coarse Gaussian) are tokens in
 their parent's local frame, the frame of `worldgen.procedural.lod` (the
 dataset stores them so): offset ``R_p^T (x - mu_p) / s_p`` and log-scale
 ``log(s / s_p)`` per axis with ``s_p`` floored at `MIN_PARENT_SCALE`,
-rotation ``q_p^-1 q`` (w >= 0), colour and opacity as above
-(`CHILD_TOKEN_DIM` = 14). That frame turns with the parent, so the decoder
+rotation ``q_p^-1 q`` (w >= 0), and colour and opacity as residuals on the
+parent's: ``CHILD_RGB_SCALE * (rgb - rgb_p)`` and ``(logit(o) - logit(o_p)) /
+LOGIT_SCALE`` (`CHILD_TOKEN_DIM` = 14). A child that copies its parent is the
+zero token, so the decoder only has to learn the detail; with absolute colours
+the small decoder's errors showed as bright, wrongly coloured speckles. That frame turns with the parent, so the decoder
 never sees world orientation. `child_tokens_from_local` /
 `child_local_from_tokens` convert between the dataset's arrays and tokens.
 """
@@ -48,6 +51,7 @@ LOG_SCALE_STD = 1.5
 CHILD_LOG_SCALE_MEAN = -1.0  # children are smaller than their parent
 MIN_PARENT_SCALE = 0.01  # meters; the floor worldgen.procedural.lod uses
 CHILD_LOG_SCALE_STD = 1.0
+CHILD_RGB_SCALE = 4.0  # child colour token = 4 * (rgb - parent rgb); data residuals are mostly below 0.1
 LOGIT_SCALE = 4.0
 OPACITY_EPS = 1e-4  # opacities are clamped to [eps, 1 - eps] before the logit
 _MAX_CONTRACTED = 1.999  # keeps the inverse contraction finite (|x| <= 1000 * HALF_EXTENT)
@@ -166,39 +170,46 @@ def tokens_to_gaussians(tokens: Tensor, *, sh_degree: int = 0) -> Gaussians:  # 
 
 
 def child_tokens_from_local(
-    offsets: Tensor,  # [..., 3] R_p^T (x - mu_p) / s_p
-    log_scales: Tensor,  # [..., 3] log(s / s_p)
-    quats: Tensor,  # [..., 4] q_p^-1 q
-    rgb: Tensor,  # [..., 3]
-    opacities: Tensor,  # [...]
-) -> Tensor:  # [..., CHILD_TOKEN_DIM]
+    offsets: Tensor,  # [..., C, 3] R_p^T (x - mu_p) / s_p
+    log_scales: Tensor,  # [..., C, 3] log(s / s_p)
+    quats: Tensor,  # [..., C, 4] q_p^-1 q
+    rgb: Tensor,  # [..., C, 3]
+    opacities: Tensor,  # [..., C]
+    parent_rgb: Tensor,  # [..., 3]
+    parent_opacities: Tensor,  # [...]
+) -> Tensor:  # [..., C, CHILD_TOKEN_DIM]
     """The dataset's local-frame children (lod.Children fields) as normalised child tokens."""
     return torch.cat(
         [
             offsets,
             (log_scales - CHILD_LOG_SCALE_MEAN) / CHILD_LOG_SCALE_STD,
             _fix_sign(quats),
-            2.0 * rgb - 1.0,
-            _logit(opacities)[..., None] / LOGIT_SCALE,
+            CHILD_RGB_SCALE * (rgb - parent_rgb[..., None, :]),
+            (_logit(opacities) - _logit(parent_opacities)[..., None])[..., None] / LOGIT_SCALE,
         ],
         dim=-1,
     )
 
 
-def child_local_from_tokens(tokens: Tensor) -> dict[str, Tensor]:  # [..., CHILD_TOKEN_DIM]
+def child_local_from_tokens(
+    tokens: Tensor,  # [..., C, CHILD_TOKEN_DIM]
+    parent_rgb: Tensor,  # [..., 3]
+    parent_opacities: Tensor,  # [...]
+) -> dict[str, Tensor]:
     """Exact inverse of `child_tokens_from_local`: offsets, log_scales, quats, rgb, opacities."""
     _check_dim(tokens, CHILD_TOKEN_DIM)
+    logit = _logit(parent_opacities)[..., None] + tokens[..., 13] * LOGIT_SCALE
     return {
         "offsets": tokens[..., POS],
         "log_scales": tokens[..., SCALE] * CHILD_LOG_SCALE_STD + CHILD_LOG_SCALE_MEAN,
         "quats": _fix_sign(tokens[..., ROT]),
-        "rgb": ((tokens[..., RGB] + 1.0) * 0.5).clamp(0.0, 1.0),
-        "opacities": torch.sigmoid(tokens[..., 13] * LOGIT_SCALE),
+        "rgb": (parent_rgb[..., None, :] + tokens[..., RGB] / CHILD_RGB_SCALE).clamp(0.0, 1.0),
+        "opacities": torch.sigmoid(logit),
     }
 
 
 def encode_children(
-    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3]
+    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3], opacities [P], rgb [P, 3]
     means: Tensor,  # [P, C, 3]
     quats: Tensor,  # [P, C, 4]
     scales: Tensor,  # [P, C, 3]
@@ -211,15 +222,15 @@ def encode_children(
     offsets = torch.einsum("pji,pcj->pci", rot, means - parent["means"][:, None]) / s_p
     rel_q = quat_multiply(_quat_conj(_fix_sign(parent["quats"]))[:, None].expand_as(quats), quats)
     log_s = torch.log(scales.clamp_min(1e-8) / s_p)
-    return child_tokens_from_local(offsets, log_s, rel_q, rgb, opacities)
+    return child_tokens_from_local(offsets, log_s, rel_q, rgb, opacities, parent["rgb"], parent["opacities"])
 
 
 def decode_children(
-    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3]
+    parent: dict[str, Tensor],  # means [P, 3], quats [P, 4], scales [P, 3], opacities [P], rgb [P, 3]
     tokens: Tensor,  # [P, C, CHILD_TOKEN_DIM]
 ) -> dict[str, Tensor]:
     """Exact inverse of `encode_children`: world-frame fields, each [P, C, ...]."""
-    loc = child_local_from_tokens(tokens)
+    loc = child_local_from_tokens(tokens, parent["rgb"], parent["opacities"])
     rot = quat_to_rotmat(parent["quats"])
     s_p = parent["scales"].clamp_min(MIN_PARENT_SCALE)[:, None]
     means = torch.einsum("pij,pcj->pci", rot, loc["offsets"] * s_p) + parent["means"][:, None]
