@@ -219,6 +219,16 @@ def test_load_rejects_bad_files(tmp_path):
     assert dataclasses.asdict(cfg)  # config stays a plain dataclass
 
 
+def test_a_zero_child_token_copies_its_parent():
+    """Children are residuals on the parent: the decoder's zero output is the parent's colour and opacity."""
+    parent = tok.decode(tok.encode(torch.randn(3, 3) * 10, torch.nn.functional.normalize(torch.randn(3, 4), dim=1),
+                                   torch.rand(3, 3) + 0.1, torch.rand(3) * 0.9 + 0.05, torch.rand(3, 3)))  # fmt: skip
+    kids = tok.decode_children(parent, torch.zeros(3, 5, tok.CHILD_TOKEN_DIM))
+    torch.testing.assert_close(kids["rgb"], parent["rgb"][:, None].expand(3, 5, 3))
+    torch.testing.assert_close(kids["opacities"], parent["opacities"][:, None].expand(3, 5))
+    torch.testing.assert_close(kids["means"], parent["means"][:, None].expand(3, 5, 3))
+
+
 def test_child_frame_agrees_with_the_dataset_lod():
     lod = pytest.importorskip("worldgen.procedural.lod")
     parents = random_gaussians(6, seed=3, dtype=torch.float64)
