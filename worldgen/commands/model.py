@@ -107,9 +107,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
         result = run_training(cfg, worlds, model=model)
         _leave_process_group()
-        tail = result.losses[-50:]
+        tail = (result.decoder_losses if cfg.stage == "decoder" else result.losses)[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
-        typer.echo(f"step {result.step}: loss {loss:.4f}, {result.samples_per_s:.1f} samples/s -> {out / 'model.safetensors'}")
+        what = "decoder loss" if cfg.stage == "decoder" else "loss"
+        typer.echo(f"step {result.step}: {what} {loss:.4f}, {result.samples_per_s:.1f} samples/s -> {out / 'model.safetensors'}")
 
 
 def _leave_process_group() -> None:
