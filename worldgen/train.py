@@ -351,7 +351,7 @@ class TrainResult:
     model: WorldModel
     losses: list[float]  # flow loss per step (this run's steps only)
     decoder_losses: list[float]
-    samples_per_s: float
+    samples_per_s: float  # worlds per second (parents per second in the decoder stage)
     step: int  # the global step reached
 
 
@@ -535,7 +535,7 @@ def load_checkpoint(
 
 
 class _Progress:
-    """Step, flow loss, decoder loss and samples/s: a rich bar on a terminal, else a log line now and then."""
+    """Step, flow loss, decoder loss and rate: a rich bar on a terminal, else a log line now and then."""
 
     def __init__(self, cfg: TrainConfig, *, start: int) -> None:
         from rich.console import Console
@@ -546,9 +546,12 @@ class _Progress:
         console = Console(stderr=True)
         self.live = console.is_terminal
         self.log_every = self.every * 10  # plain log lines (a file, CI) come less often than bar updates
+        self.decoder_only = cfg.stage == "decoder"  # no flow loss to show
+        self.fields = ("" if self.decoder_only else "loss {task.fields[loss]:.4f}  ") + "dec {task.fields[dec]:.4f}"
+        self.unit = "parents/s" if self.decoder_only else "samples/s"
         self.bar = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  dec {task.fields[dec]:.4f}  {task.fields[rate]:.1f} samples/s"),
+            TextColumn(self.fields + "  {task.fields[rate]:.1f} " + self.unit),
             TimeRemainingColumn(), transient=False, console=console, disable=not self.live,
         )  # fmt: skip
         self.task = self.bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), dec=float("nan"), rate=0.0)
@@ -558,8 +561,8 @@ class _Progress:
         if self.live and step % self.every == 0:
             self.bar.update(self.task, completed=step, loss=loss, dec=dec, rate=rate)
         elif not self.live and (step % self.log_every == 0 or step == self.total):
-            print(f"train step {step}/{self.total}  loss {loss:.4f}  dec {dec:.4f}  {rate:.1f} samples/s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            losses = f"dec {dec:.4f}" if self.decoder_only else f"loss {loss:.4f}  dec {dec:.4f}"
+            print(f"train step {step}/{self.total}  {losses}  {rate:.1f} {self.unit}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.stop()

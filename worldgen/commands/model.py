@@ -109,8 +109,8 @@ def register(app: typer.Typer) -> None:
         _leave_process_group()
         tail = (result.decoder_losses if cfg.stage == "decoder" else result.losses)[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
-        what = "decoder loss" if cfg.stage == "decoder" else "loss"
-        typer.echo(f"step {result.step}: {what} {loss:.4f}, {result.samples_per_s:.1f} samples/s -> {out / 'model.safetensors'}")
+        what, unit = ("decoder loss", "parents/s") if cfg.stage == "decoder" else ("loss", "samples/s")
+        typer.echo(f"step {result.step}: {what} {loss:.4f}, {result.samples_per_s:.1f} {unit} -> {out / 'model.safetensors'}")
 
 
 def _leave_process_group() -> None:
