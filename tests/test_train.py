@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from worldgen.errors import UsageError
 from worldgen.model import load_model, sample
 from worldgen.model import tokens as tok
 from worldgen.model.flow import child_flow_loss
-from worldgen.train import TrainConfig, load_checkpoint, toy_worlds, train, train_config
+from worldgen.train import TrainConfig, learning_rate, load_checkpoint, toy_worlds, train, train_config
 
 
 def test_tiny_preset_learns_the_condition(tmp_path):
@@ -47,6 +48,35 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert resumed.losses == straight.losses[3:]
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_learning_rate_warms_up_holds_and_cools_down():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup=10, cooldown=20)
+    lrs = [learning_rate(cfg, s) for s in range(cfg.steps)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[79] == 1.0
+    assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))  # strictly falling to the end
+    assert lrs[80] == pytest.approx(20 / 21) and lrs[99] == pytest.approx(1 / 21)
+    # before the cool-down the LR does not depend on the run's length, so a run can be extended
+    longer = dataclasses.replace(cfg, steps=1000, cooldown=0)
+    assert lrs[:80] == [learning_rate(longer, s) for s in range(80)]
+    with pytest.raises(UsageError):
+        TrainConfig(steps=10, cooldown=11)
+
+
+def test_cooldown_keeps_the_stable_checkpoint_to_extend(tmp_path):
+    data, _ = toy_worlds(8, 32, children=4)
+    base = dict(model="tiny", batch_size=2, subset_n=16, decoder_parents=8, precision="fp32", ckpt_every=0,
+                progress=False, warmup=2)  # fmt: skip
+    cooled = train(TrainConfig(**base, steps=6, cooldown=2, out_dir=str(tmp_path / "a")), data)
+    stable = tmp_path / "a" / "checkpoint-stable.safetensors"
+    assert stable.exists()
+    # extending from the stable checkpoint is the same run as one that never cooled down
+    longer = train(TrainConfig(**base, steps=8, out_dir=str(tmp_path / "b")), data)
+    (tmp_path / "c").mkdir()
+    shutil.copy(stable, tmp_path / "c" / "checkpoint.safetensors")
+    extended = train(TrainConfig(**base, steps=8, out_dir=str(tmp_path / "c")), data)
+    assert extended.losses == longer.losses[4:]
+    assert cooled.losses[:4] == longer.losses[:4] and cooled.losses[4:] != longer.losses[4:6]
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):

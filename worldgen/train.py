@@ -53,6 +53,7 @@ class TrainConfig:
     subset_n: int = 256  # coarse Gaussians drawn per world per step (0 = all)
     lr: float = 3e-4
     warmup: int = 200
+    cooldown: int = 0  # the last `cooldown` steps take the LR linearly to 0 (warmup-stable-decay)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     cond_drop: float = 0.1  # condition dropout for classifier-free guidance
@@ -74,6 +75,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.subset_n < 0 or self.lr <= 0:
             raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0 and lr > 0 are required")
+        if not 0 <= self.cooldown <= self.steps:
+            raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
             raise UsageError("cond_drop and image_prob must lie in [0, 1]")
         if self.stage not in ("joint", "decoder"):
@@ -96,6 +99,19 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "base": TrainConfig(model="base", steps=200000, batch_size=64, subset_n=1024, lr=1e-4, warmup=2000,
                         decoder_parents=1024),
 }  # fmt: skip
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The LR of 0-based `step`: linear warm-up, constant, then a linear cool-down to 0 over the last `cooldown` steps.
+
+    Until the cool-down starts the LR does not depend on `cfg.steps`, so a run can be extended
+    by resuming with more steps; the checkpoint saved where the cool-down starts
+    (`checkpoint-stable.safetensors`) is the one to extend.
+    """
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    if cfg.cooldown and step >= cfg.steps - cfg.cooldown:
+        lr *= (cfg.steps - step) / (cfg.cooldown + 1)
+    return lr
 
 
 def train_config(name: str, **overrides: Any) -> TrainConfig:
@@ -403,8 +419,10 @@ def train(
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
+            if rank == 0 and cfg.out_dir and cfg.cooldown and step == cfg.steps - cfg.cooldown:
+                save_checkpoint(out / "checkpoint-stable.safetensors", model, opt, gen, step, cfg)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+                group["lr"] = learning_rate(cfg, step)
             batch = _next_batch(data, cfg, gen, model.cfg.children, device)
             with autocast:
                 loss, lf, ld = objective(*batch, cfg=cfg, gen=gen)

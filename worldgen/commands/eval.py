@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         ref_seeds: int = typer.Option(2, help="Procedural reference worlds per prompt; at least 2."),
         judge: Path = typer.Option(None, "--judge", help="Judge weights (default: the committed worldgen/assets/judge.safetensors)."),
         threads: int = typer.Option(1, help="Torch threads on the CPU (0: torch's default; 1 is fastest on a shared machine)."),
+        steps: int = typer.Option(16, help="Sampler steps of the model (as `worldgen make --steps`)."),
+        guidance: float = typer.Option(3.0, help="Classifier-free guidance of the model (as `worldgen make --guidance`)."),
     ) -> None:
         """Measure how well a generator's worlds match their prompts, how diverse and how fast they are."""
         from worldgen.errors import UsageError
@@ -31,6 +33,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"unknown prompt set {s!r}; choose from: {', '.join(PROMPT_SETS)}, all")
         if per_set < 1:
             raise UsageError(f"--per-set must be at least 1, got {per_set}")
+        if steps < 1 or not guidance >= 0:
+            raise UsageError(f"--steps must be at least 1 and --guidance at least 0, got {steps} and {guidance}")
         if seeds < 2 or ref_seeds < 2:
             raise UsageError("--seeds and --ref-seeds must be at least 2 (diversity and 1-NNA need pairs)")
         if judge is not None and not judge.exists():
@@ -45,9 +49,9 @@ def register(app: typer.Typer) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        generator = model_generator(weights) if weights is not None else None
+        generator = model_generator(weights, steps=steps, guidance=guidance) if weights is not None else None
         config = EvalConfig(sets=sets, per_set=per_set, seeds=seeds, ref_seeds=ref_seeds, judge=str(judge) if judge else None)
-        name = f"model ({weights})" if weights is not None else None
+        name = f"model ({weights}; {steps} steps, guidance {guidance:g})" if weights is not None else None
         result = evaluate(config, generator, generator_name=name, log=lambda m: typer.echo(m, err=True))
         paths = write_report(result, output)
         acc = " ".join(f"{s}={100 * r['judge_accuracy']['mean']:.0f}%" for s, r in result["sets"].items())

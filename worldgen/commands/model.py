@@ -65,6 +65,8 @@ def register(app: typer.Typer) -> None:
         steps: Optional[int] = typer.Option(None, help="Total optimizer steps (default: the preset's)."),
         batch_size: Optional[int] = typer.Option(None, help="Worlds per step (default: the preset's)."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
+        cooldown: Optional[int] = typer.Option(None, help="Take the LR linearly to 0 over the last N steps "
+                                                          "(checkpoint-stable.safetensors keeps the state before)."),
         init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
                                                        "on your scenes) instead of a fresh model."),
         stage: str = typer.Option("joint", help="joint: the set model and the detail decoder; decoder: the detail "
@@ -85,7 +87,7 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
         overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr,
-                                       "decoder_parents": decoder_parents}.items() if v is not None}  # fmt: skip
+                                       "decoder_parents": decoder_parents, "cooldown": cooldown}.items() if v is not None}  # fmt: skip
         model = None
         if init is not None:
             from worldgen.model import load_model

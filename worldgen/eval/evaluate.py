@@ -59,8 +59,11 @@ def procedural_generator(cases) -> Generator:
     return generate
 
 
-def model_generator(weights: str | Path) -> Generator:
-    """The trained model as a generator; `worldgen.generate` (module `worldgen.pipeline`) is imported only here."""
+def model_generator(weights: str | Path, *, steps: int = 16, guidance: float = 3.0) -> Generator:
+    """The trained model as a generator (sampler `steps` and `guidance` as in `worldgen.generate`).
+
+    `worldgen.generate` (module `worldgen.pipeline`) is imported only here.
+    """
     weights = Path(weights)
     try:
         from worldgen.pipeline import generate
@@ -68,7 +71,9 @@ def model_generator(weights: str | Path) -> Generator:
         raise UsageError("the model is not available yet (no worldgen.generate); run without --weights for the procedural baseline") from None
     if not weights.exists():
         raise FileNotFoundError(2, "No such file or directory", str(weights))
-    return lambda prompt, seed: generate(prompt, seed=seed, weights=weights)
+    if steps < 1 or not guidance >= 0:
+        raise UsageError(f"sampler steps must be >= 1 and guidance >= 0, got {steps} and {guidance}")
+    return lambda prompt, seed: generate(prompt, seed=seed, weights=weights, steps=steps, guidance=guidance)
 
 
 def device_name() -> str:
