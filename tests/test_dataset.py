@@ -87,3 +87,17 @@ def test_cli_procedural_writes_a_world_and_rejects_bad_input(tmp_path, capsys):
     assert main(["procedural", "--biome", "moon", "-o", str(tmp_path / "x.ply")]) == 2
     assert "unknown biome" in capsys.readouterr().err
     assert not (tmp_path / "x.ply").exists()
+
+
+def test_layer_groups_are_recorded_and_old_manifests_read_as_mixed(built, tmp_path):
+    assert WorldDataset(built).config.lod_groups == "layers"
+    out = tmp_path / "old"
+    out.mkdir()
+    manifest = json.loads((built / "manifest.json").read_text())
+    del manifest["config"]["lod_groups"]  # as written before the option existed
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert WorldDataset(out).config.lod_groups == "mixed"
+    with pytest.raises(UsageError, match="another config"):
+        build_dataset(out, TINY, workers=1)  # a layered build must not resume a mixed one
+    with pytest.raises(UsageError, match="lod_groups"):
+        DatasetConfig(lod_groups="by-colour")

@@ -11,6 +11,7 @@ from worldgen.procedural.lod import (
     _to_children_local_reference,
     build_lod,
     from_children_local,
+    share_budget,
     kd_split,
     rotmats_to_quats,
     to_children_local,
@@ -77,3 +78,45 @@ def test_lod_of_a_world_keeps_sky_budget_and_is_deterministic():
     assert len(full) == 512 * 16
     # coarse colours follow the world: mean colour within a few percent
     assert torch.allclose(a.coarse.rgb.mean(0), full.rgb.mean(0), atol=0.08)
+
+
+def test_layer_groups_keep_every_coarse_gaussian_within_one_layer():
+    from worldgen.gaussians import Gaussians
+    from worldgen.procedural import WorldSpec, build_world_layers
+
+    layers = build_world_layers(WorldSpec(biome="meadow", water="lake", structure="cabin"), seed=1)
+    world = Gaussians.cat(list(layers.values()))
+    sky = torch.cat([torch.full((len(g),), k == "sky") for k, g in layers.items()])
+    part = torch.cat([torch.full((len(g),), i) for i, g in enumerate(layers.values())])
+    mixed = build_lod(world, coarse_n=512, children=16, sky_mask=sky, seed=3)
+    pure = build_lod(world, coarse_n=512, children=16, sky_mask=sky, layers=part, seed=3)
+
+    def impure(lod):  # clusters whose members come from more than one layer
+        a = lod.assignment
+        return sum(int(part[a == c].unique().numel() > 1) for c in range(512))
+
+    assert impure(mixed) > 50  # without layers, lake and lakebed share clusters
+    assert impure(pure) == 0
+    n_sky = int((pure.coarse.means.norm(dim=1) > 150).sum())
+    assert n_sky == int((mixed.coarse.means.norm(dim=1) > 150).sum())  # the sky's budget is unchanged
+    ground = [i for i, (k, g) in enumerate(layers.items()) if k != "sky" and len(g)]
+    expected = share_budget([int((part == i).sum()) for i in ground], 512 - n_sky)
+    assert [len(pure.assignment[part == i].unique()) for i in ground] == expected
+    water = list(layers).index("water")
+    clusters = pure.assignment[part == water].unique()
+    # the water's coarse Gaussians lie at water level, flat and level, as the water does
+    wet = pure.coarse[clusters]
+    assert float(wet.means[:, 2].abs().max()) < 0.05
+    assert float((wet.scales.min(1).values / wet.scales.max(1).values).max()) < 0.2
+
+
+@given(st.lists(st.integers(1, 500), min_size=1, max_size=8), st.integers(0, 400))
+@settings(max_examples=60, deadline=None)
+def test_share_budget_is_proportional_and_exact(sizes, extra):
+    total = min(len(sizes) + extra, sum(sizes))
+    share = share_budget(sizes, total)
+    assert sum(share) == total
+    assert all(1 <= k <= s for k, s in zip(share, sizes, strict=True))
+    spare = total - len(sizes)
+    for k, s in zip(share, sizes, strict=True):
+        assert k <= s and (k == s or k >= spare * s / sum(sizes))  # never below its proportional share, unless capped

@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         captions: int = typer.Option(8, help="Captions per world."),
         seed: int = typer.Option(0, help="Dataset seed."),
         split: str = typer.Option("train", help="train, or heldout (held-out combinations and phrasings, for evaluation)."),
+        lod_groups: str = typer.Option(
+            "layers", help="layers: a coarse Gaussian never mixes terrain, water, trees, ...; mixed: clusters cross layers."
+        ),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
         """Build (or resume) shards of coarse worlds, children, specs, captions and rendered views."""
@@ -52,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         from worldgen.procedural.dataset import DatasetConfig, build_dataset
 
-        config = DatasetConfig(count, shard_size, coarse_n, children, views, view_size, captions, seed, split)  # type: ignore[arg-type]
+        config = DatasetConfig(count, shard_size, coarse_n, children, views, view_size, captions, seed, split, lod_groups)  # type: ignore[arg-type]
         with Progress(disable=not progress, transient=False) as bar:
             task = bar.add_task("shards", total=config.num_shards)
             build_dataset(output, config, workers=workers, on_shard=lambda done, total: bar.update(task, completed=done))

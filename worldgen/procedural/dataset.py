@@ -49,6 +49,7 @@ class DatasetConfig:
     captions: int = 8  # training captions per world
     seed: int = 0
     split: Literal["train", "heldout"] = "train"
+    lod_groups: Literal["layers", "mixed"] = "layers"  # coarse clusters within one layer, or across layers
 
     def __post_init__(self) -> None:
         for name in ("count", "shard_size", "coarse_n", "children", "view_size", "captions"):
@@ -58,6 +59,13 @@ class DatasetConfig:
             raise UsageError(f"views must be 0 or more, got {self.views}")
         if self.split not in ("train", "heldout"):
             raise UsageError(f"split must be 'train' or 'heldout', got {self.split!r}")
+        if self.lod_groups not in ("layers", "mixed"):
+            raise UsageError(f"lod_groups must be 'layers' or 'mixed', got {self.lod_groups!r}")
+
+    @classmethod
+    def from_manifest(cls, config: dict) -> DatasetConfig:
+        """The config a manifest records (datasets from before `lod_groups` clustered across layers)."""
+        return cls(**{"lod_groups": "mixed", **config})
 
     @property
     def num_shards(self) -> int:
@@ -116,7 +124,11 @@ def make_world_record(config: DatasetConfig, index: int) -> dict:
     layers = build_world_layers(spec, seed=seed)
     world = Gaussians.cat(list(layers.values()))
     sky = torch.cat([torch.full((len(g),), name == "sky") for name, g in layers.items()])
-    lod = build_lod(world, coarse_n=config.coarse_n, children=config.children, sky_mask=sky, seed=seed)
+    part = torch.cat([torch.full((len(g),), i) for i, g in enumerate(layers.values())])
+    lod = build_lod(
+        world, coarse_n=config.coarse_n, children=config.children, sky_mask=sky, seed=seed,
+        layers=part if config.lod_groups == "layers" else None,
+    )  # fmt: skip
     rec = {
         "coarse_means": lod.coarse.means,
         "coarse_quats": lod.coarse.quats,
@@ -241,7 +253,11 @@ def build_dataset(
     manifest = read_manifest(out)
     complete: set[int] = set()
     if manifest is not None:
-        if manifest.get("config") != dataclasses.asdict(config):
+        try:
+            same = DatasetConfig.from_manifest(manifest.get("config") or {}) == config
+        except (TypeError, UsageError):
+            same = False
+        if not same:
             raise UsageError(f"{out} holds a dataset built with another config ({manifest.get('config')}); use a new directory")
         complete = {i for i in manifest.get("complete", []) if (out / _shard_name(i)).exists()}
     _write_manifest(out, config, complete)
@@ -283,7 +299,7 @@ class WorldDataset(torch.utils.data.Dataset):
         manifest = read_manifest(self.root)
         if manifest is None:
             raise FormatError(f"{self.root}: no {MANIFEST}; build it with `worldgen dataset build`")
-        self.config = DatasetConfig(**manifest["config"])
+        self.config = DatasetConfig.from_manifest(manifest["config"])
         self.shards = [i for i in manifest["complete"] if (self.root / _shard_name(i)).exists()]
         self._index = []
         for s in self.shards:

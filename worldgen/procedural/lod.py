@@ -265,6 +265,24 @@ def pick_members(assign: Tensor, k: int, children: int, *, generator: torch.Gene
     return order[(starts[:, None] + slot).reshape(-1)]
 
 
+def share_budget(sizes: list[int], total: int) -> list[int]:
+    """`total` clusters shared over groups of `sizes` points: proportional (largest remainder), >= 1 each."""
+    if total < len(sizes):
+        raise UsageError(f"{total} coarse Gaussians cannot cover {len(sizes)} layers")
+    n = sum(sizes)
+    if n < total:
+        raise UsageError(f"{n} Gaussians cannot give {total} coarse ones")
+    spare = total - len(sizes)  # one each first, the rest in proportion
+    exact = [spare * s / n for s in sizes]
+    share = [min(1 + int(e), s) for e, s in zip(exact, sizes, strict=True)]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (int(exact[i]) - exact[i], i))
+    while sum(share) < total:
+        for i in by_remainder:
+            if sum(share) < total and share[i] < sizes[i]:
+                share[i] += 1
+    return share
+
+
 def build_lod(
     world: Gaussians,
     *,
@@ -272,6 +290,7 @@ def build_lod(
     children: int = 64,
     sky_mask: Tensor | None = None,  # [N] bool: which Gaussians are sky
     sky_fraction: float = 0.12,
+    layers: Tensor | None = None,  # [N] long: which part of the world (terrain, water, ...) each Gaussian is
     color_weight: float = 4.0,
     method: Literal["kdtree", "kmeans"] = "kdtree",
     iters: int = 5,
@@ -280,6 +299,9 @@ def build_lod(
     """Fit `coarse_n` Gaussians to `world` and keep `children` members of each in its local frame.
 
     The sky (when `sky_mask` is given) gets at most `sky_fraction` of the coarse budget, clustered on its own.
+    With `layers`, no cluster mixes two layers: the rest of the budget is shared out in proportion to each
+    layer's size (every non-empty layer gets at least one), so a coarse Gaussian is all water or all tree,
+    never a blend of a lake and its bed.
     method "kdtree" (default) splits at medians into balanced groups in ~0.2 s; "kmeans" runs `iters`
     Lloyd iterations (about 15 s for a 110k world on one CPU thread).
     """
@@ -291,7 +313,14 @@ def build_lod(
     world = world.to(dtype=torch.float32)
     sky_mask = torch.zeros(len(world), dtype=torch.bool) if sky_mask is None else sky_mask
     n_sky = min(int(sky_mask.sum()), int(round(coarse_n * sky_fraction))) if sky_mask.any() else 0
-    groups = [(~sky_mask, coarse_n - n_sky), (sky_mask, n_sky)]
+    if layers is None:
+        groups = [(~sky_mask, coarse_n - n_sky)]
+    else:
+        if layers.shape != (len(world),):
+            raise UsageError(f"layers must hold one label per Gaussian ({len(world)}), got shape {tuple(layers.shape)}")
+        masks = [(layers == v) & ~sky_mask for v in layers[~sky_mask].unique().tolist()]
+        groups = list(zip(masks, share_budget([int(m.sum()) for m in masks], coarse_n - n_sky), strict=True))
+    groups.append((sky_mask, n_sky))
     assign = torch.full((len(world),), -1, dtype=torch.long)
     offset = 0
     for mask, k in groups:
