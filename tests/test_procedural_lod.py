@@ -11,9 +11,9 @@ from worldgen.procedural.lod import (
     _to_children_local_reference,
     build_lod,
     from_children_local,
-    share_budget,
     kd_split,
     rotmats_to_quats,
+    share_budget,
     to_children_local,
 )
 from worldgen.gaussians import quat_to_rotmat

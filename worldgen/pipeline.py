@@ -66,6 +66,14 @@ def load_weights(weights: str | os.PathLike | None = None, *, device: Device = "
     return _load(str(weights or default_weights()), str(resolve_device(device)))
 
 
+def check_sampler(steps: int, guidance: float) -> None:
+    """UsageError unless `steps` >= 1 and `guidance` >= 0 (NaN included)."""
+    if steps < 1:
+        raise UsageError(f"steps must be >= 1, got {steps}")
+    if not guidance >= 0:
+        raise UsageError(f"guidance must be >= 0, got {guidance}")
+
+
 def generate(
     prompt: str | None = None,
     *,
@@ -91,10 +99,7 @@ def generate(
         raise UsageError("give a prompt (non-empty text) or an image")
     if prompt is not None and image is not None:
         raise UsageError("give either a prompt or an image, not both")
-    if steps < 1:
-        raise UsageError(f"steps must be >= 1, got {steps}")
-    if not guidance >= 0:
-        raise UsageError(f"guidance must be >= 0, got {guidance}")
+    check_sampler(steps, guidance)
     model = load_weights(weights, device=device)
     dev = next(model.parameters()).device
 

@@ -66,13 +66,12 @@ def model_generator(weights: str | Path, *, steps: int = 16, guidance: float = 3
     """
     weights = Path(weights)
     try:
-        from worldgen.pipeline import generate
+        from worldgen.pipeline import check_sampler, generate
     except ImportError:
         raise UsageError("the model is not available yet (no worldgen.generate); run without --weights for the procedural baseline") from None
     if not weights.exists():
         raise FileNotFoundError(2, "No such file or directory", str(weights))
-    if steps < 1 or not guidance >= 0:
-        raise UsageError(f"sampler steps must be >= 1 and guidance >= 0, got {steps} and {guidance}")
+    check_sampler(steps, guidance)
     return lambda prompt, seed: generate(prompt, seed=seed, weights=weights, steps=steps, guidance=guidance)
 
 
