@@ -150,7 +150,9 @@ def main() -> None:
     if "training" not in skip:
         bench_training(presets, 64 if args.quick else 256, 4 if args.quick else 8)
     if "pairing" not in skip:
-        bench_pairing(64 if args.quick else 256, 4 if args.quick else 32)
+        bench_pairing(64 if args.quick else 256, 4 if args.quick else 32)  # the subset training step
+        if not args.quick:
+            bench_pairing(2048, 4)  # a whole-world training step
 
 
 if __name__ == "__main__":

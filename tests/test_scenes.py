@@ -14,7 +14,7 @@ from worldgen.errors import FormatError, UsageError
 from worldgen.model import load_model
 from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
-from worldgen.model.world import WorldModel, save_model
+from worldgen.model.world import WorldModel, read_metadata, save_model
 from worldgen.scenes import find_scenes, is_scenes_dir, scene_record
 from worldgen.train import world_set_from_scenes
 
@@ -123,6 +123,12 @@ def test_worldgen_train_on_scenes_fine_tunes_given_weights(tmp_path, capsys):
         return max(float((tuned[k] - v).abs().max()) for k, v in a.state_dict().items())
 
     assert 0 < farthest(start) < 0.05 < farthest(fresh)  # two small steps away from the given weights
+    assert json.loads(read_metadata(out / "model.safetensors")["train_config"])["subset_n"] == 64  # the preset's
+
+    code = main(["train", str(root), "--out", str(tmp_path / "whole"), "--preset", "tiny", "--steps", "1",
+                 "--batch-size", "2", "--subset-n", "0", "--threads", "1"])  # fmt: skip
+    assert code == 0  # 0: every coarse Gaussian of each world, every step
+    assert json.loads(read_metadata(tmp_path / "whole" / "model.safetensors")["train_config"])["subset_n"] == 0
 
 
 def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):

@@ -185,3 +185,26 @@ def test_trains_on_procedural_dataset_shards(tmp_path):
     result = train(TrainConfig(model="tiny", steps=2, batch_size=2, subset_n=16, decoder_parents=8, image_prob=0.5,
                                progress=False, out_dir=str(tmp_path / "run")), data)  # fmt: skip
     assert result.step == 2 and all(map(torch.isfinite, map(torch.tensor, result.losses)))
+
+
+def test_caption_encodings_are_cached_in_the_dataset(tmp_path, monkeypatch):
+    dataset = pytest.importorskip("worldgen.procedural.dataset")
+    import worldgen.model.text as text
+    from worldgen.train import CAPTION_CACHE, world_set_from_shards
+
+    cfg = dataset.DatasetConfig(count=2, shard_size=2, coarse_n=16, children=4, views=0, view_size=32, captions=2)
+    dataset.build_dataset(tmp_path / "data", cfg)
+    first = world_set_from_shards(tmp_path / "data")
+    assert (tmp_path / "data" / CAPTION_CACHE).is_file()
+
+    calls = []
+    real = text.encode_text
+    monkeypatch.setattr(text, "encode_text", lambda prompts: calls.append(len(prompts)) or real(prompts))
+    again = world_set_from_shards(tmp_path / "data")  # the same captions: read back, MiniLM not run
+    assert calls == []
+    assert torch.equal(again.cond.tokens, first.cond.tokens) and torch.equal(again.cond.mask, first.cond.mask)
+    assert torch.equal(again.cond.pooled, first.cond.pooled)
+
+    fewer = world_set_from_shards(tmp_path / "data", max_captions=1)  # other captions: encoded afresh
+    assert calls == [2] and len(fewer) == 2
+    assert torch.allclose(fewer.cond.pooled, first.cond.pooled[::2], atol=1e-5)

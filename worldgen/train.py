@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import math
 import os
@@ -179,13 +181,16 @@ def world_set_from_shards(
     parent's frame by `worldgen.procedural.lod`, -> child tokens
     (`child_tokens_from_local`, the same frame); every caption of a world
     becomes one condition row (MiniLM unless `encode` is given); views are kept
-    as uint8 for the image encoder.
+    as uint8 for the image encoder. For a dataset directory the MiniLM encodings
+    are cached in it (`CAPTION_CACHE`), so a restarted run skips re-encoding.
     """
     from worldgen.procedural.dataset import read_manifest, read_shard
 
+    cache = None
     if isinstance(paths, (str, os.PathLike)):
         root = Path(paths)
         if root.is_dir():
+            cache = root / CAPTION_CACHE
             manifest = read_manifest(root)
             if manifest is None:
                 raise FormatError(f"{root}: no manifest.json; build the dataset first")
@@ -194,6 +199,8 @@ def world_set_from_shards(
             paths = [root]
     if not paths:
         raise UsageError("no complete shards to train on")
+    if encode is None and cache is not None:
+        encode = functools.partial(_encode_batched, cache=cache)
     return _world_set_from_shard_dicts((read_shard(p) for p in paths), encode=encode, max_captions=max_captions)
 
 
@@ -241,10 +248,39 @@ def _world_set_from_shard_dicts(shards, *, encode, max_captions) -> WorldSet:
                     torch.tensor(owner, dtype=torch.long))  # fmt: skip
 
 
-def _encode_batched(captions: Sequence[str], batch: int = 128) -> Condition:
-    from worldgen.model.text import encode_text
+#: file in a dataset directory holding its captions' MiniLM encodings (rebuilt when the captions change)
+CAPTION_CACHE = "captions-minilm.safetensors"
 
-    return Condition.cat([encode_text(list(captions[i : i + batch])) for i in range(0, len(captions), batch)])
+
+def _encode_batched(captions: Sequence[str], batch: int = 128, *, cache: Path | None = None) -> Condition:
+    """MiniLM encodings of `captions`, read from `cache` when it holds exactly these captions, else written there."""
+    from safetensors.torch import load_file, save_file
+
+    from worldgen.model.text import MAX_TOKENS, encode_text
+
+    key = hashlib.sha256(json.dumps([MAX_TOKENS, *captions]).encode()).hexdigest()
+    if cache is not None and cache.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(cache), framework="pt") as f:
+                fresh = (f.metadata() or {}).get("captions_sha256") == key
+            if fresh:
+                t = load_file(str(cache))
+                return Condition(t["tokens"], t["mask"], t["pooled"])
+        except (SafetensorError, OSError, KeyError, ValueError):  # a damaged cache is rebuilt, never trusted
+            pass
+    cond = Condition.cat([encode_text(list(captions[i : i + batch])) for i in range(0, len(captions), batch)])
+    if cache is not None:
+        tmp = cache.with_name(cache.name + ".tmp")
+        try:
+            save_file({"tokens": cond.tokens.contiguous(), "mask": cond.mask.contiguous(), "pooled": cond.pooled.contiguous()},
+                      str(tmp), metadata={"captions_sha256": key})  # fmt: skip
+            os.replace(tmp, cache)
+        except OSError as e:  # a read-only dataset trains all the same, it just re-encodes next time
+            tmp.unlink(missing_ok=True)
+            print(f"note: caption encodings not cached ({e.strerror or e})", file=sys.stderr)
+    return cond
 
 
 def world_set_from_fields(

@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("small", help="Training preset: tiny, small or base."),
         steps: Optional[int] = typer.Option(None, help="Total optimizer steps (default: the preset's)."),
         batch_size: Optional[int] = typer.Option(None, help="Worlds per step (default: the preset's)."),
+        subset_n: Optional[int] = typer.Option(None, help="Coarse Gaussians drawn per world per step; 0 = all of "
+                                                          "them (default: the preset's)."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
         cooldown: Optional[int] = typer.Option(None, help="Take the LR linearly to 0 over the last N steps "
                                                           "(checkpoint-stable.safetensors keeps the state before)."),
@@ -86,8 +88,8 @@ def register(app: typer.Typer) -> None:
 
         if not data.is_dir():
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
-        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr,
-                                       "decoder_parents": decoder_parents, "cooldown": cooldown}.items() if v is not None}  # fmt: skip
+        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "subset_n": subset_n,
+                                       "lr": lr, "decoder_parents": decoder_parents, "cooldown": cooldown}.items() if v is not None}  # fmt: skip
         model = None
         if init is not None:
             from worldgen.model import load_model
