@@ -5,8 +5,9 @@
   the data carries rendered views, the image encoder through the same loss
   (a world conditioned on one of its own views instead of its caption).
 - Worlds are trained on random subsets of their coarse Gaussians
-  (`subset_n`): a set model without positional order transfers across set
-  sizes, and small sets train several times faster.
+  (`subset_n`; 0 = whole worlds): a set model without positional order
+  transfers across set sizes, and small sets train several times faster
+  (docs/model.md measures whole-world training against it).
 - Resumable: `out_dir/checkpoint.safetensors` holds the model, the AdamW
   state, the step and the data RNG; `resume=True` continues bit-for-bit.
   The final weights go to `out_dir/model.safetensors` (`load_model` reads it).
