@@ -208,3 +208,7 @@ def test_caption_encodings_are_cached_in_the_dataset(tmp_path, monkeypatch):
     fewer = world_set_from_shards(tmp_path / "data", max_captions=1)  # other captions: encoded afresh
     assert calls == [2] and len(fewer) == 2
     assert torch.allclose(fewer.cond.pooled, first.cond.pooled[::2], atol=1e-5)
+
+    (tmp_path / "data" / CAPTION_CACHE).write_bytes(b"\x10\x00not a safetensors file")
+    mended = world_set_from_shards(tmp_path / "data")  # a damaged cache is re-encoded, not read
+    assert calls == [2, 4] and torch.allclose(mended.cond.pooled, first.cond.pooled, atol=1e-5)

@@ -255,31 +255,27 @@ CAPTION_CACHE = "captions-minilm.safetensors"
 
 def _encode_batched(captions: Sequence[str], batch: int = 128, *, cache: Path | None = None) -> Condition:
     """MiniLM encodings of `captions`, read from `cache` when it holds exactly these captions, else written there."""
-    from safetensors.torch import load_file, save_file
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import save_file
 
+    from worldgen.io import atomic_path
     from worldgen.model.text import MAX_TOKENS, encode_text
 
     key = hashlib.sha256(json.dumps([MAX_TOKENS, *captions]).encode()).hexdigest()
     if cache is not None and cache.is_file():
-        from safetensors import SafetensorError, safe_open
-
         try:
             with safe_open(str(cache), framework="pt") as f:
-                fresh = (f.metadata() or {}).get("captions_sha256") == key
-            if fresh:
-                t = load_file(str(cache))
-                return Condition(t["tokens"], t["mask"], t["pooled"])
+                if (f.metadata() or {}).get("captions_sha256") == key:
+                    return Condition(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
         except (SafetensorError, OSError, KeyError, ValueError):  # a damaged cache is rebuilt, never trusted
             pass
     cond = Condition.cat([encode_text(list(captions[i : i + batch])) for i in range(0, len(captions), batch)])
     if cache is not None:
-        tmp = cache.with_name(cache.name + ".tmp")
+        tensors = {"tokens": cond.tokens.contiguous(), "mask": cond.mask.contiguous(), "pooled": cond.pooled.contiguous()}
         try:
-            save_file({"tokens": cond.tokens.contiguous(), "mask": cond.mask.contiguous(), "pooled": cond.pooled.contiguous()},
-                      str(tmp), metadata={"captions_sha256": key})  # fmt: skip
-            os.replace(tmp, cache)
+            with atomic_path(cache) as tmp:
+                save_file(tensors, str(tmp), metadata={"captions_sha256": key})
         except OSError as e:  # a read-only dataset trains all the same, it just re-encodes next time
-            tmp.unlink(missing_ok=True)
             print(f"note: caption encodings not cached ({e.strerror or e})", file=sys.stderr)
     return cond
 
