@@ -57,3 +57,29 @@ def test_captions_vary_and_are_deterministic():
     assert len(many) > 200
     assert any(len(c.split()) <= 4 for c in many)  # terse prompts
     assert any(len(c.split()) >= 12 for c in many)  # rich prompts
+
+
+def test_describe_said_names_what_the_text_says():
+    from worldgen.procedural.captions import _VOCAB, _bare, describe_said
+
+    tables = {
+        "time": ("time_adj", "time_tail"), "weather": ("weather_adj", "weather_tail"), "vegetation": ("veg_adj", "veg_with"),
+        "water": ("water_with",), "structure": ("structure",), "season": ("season_adj", "season_tail"),
+    }  # fmt: skip
+    unsaid = {a: 0 for a in tables}
+    for split in ("train", "heldout"):
+        side = 0 if split == "train" else 1
+        rng, twin = np.random.default_rng(3), np.random.default_rng(3)
+        for _ in range(600):
+            spec = sample_spec(rng, split=split)
+            assert spec == sample_spec(twin, split=split)
+            text, said = describe_said(spec, rng, split=split)
+            assert text == describe(spec, twin, split=split)  # the same prompt from the same draws
+            assert "biome" in said and said <= set(tables) | {"biome"}
+            for a, names in tables.items():
+                if a in said:  # a said attribute has a phrasing of its value in the text
+                    value = getattr(spec, a)
+                    assert any(_bare(p) in text for t in names for p in _VOCAB[t][side][value]), (a, value, text)
+                elif getattr(spec, a) not in ("none", "summer", "day", "clear"):
+                    unsaid[a] += 1
+    assert all(unsaid[a] > 0 for a in ("time", "weather", "vegetation", "season"))  # people leave things out

@@ -83,7 +83,12 @@ def test_small_run_writes_the_report(tmp_path, tiny_judge, capsys) -> None:
     assert set(s["judge_accuracy_procedural"]) == set(s["judge_accuracy"])
     if s["judge_accuracy_procedural"]["mean"] > 0:
         assert s["judge_relative"] == pytest.approx(s["judge_accuracy"]["mean"] / s["judge_accuracy_procedural"]["mean"])
+    st = s["judge_stated"]
+    assert 0 < st["generated"]["pairs"] <= 2 * 6 and st["generated"]["pairs"] == st["procedural"]["pairs"]
+    if st["procedural"]["mean"] > 0:
+        assert st["relative"] == pytest.approx(st["generated"]["mean"] / st["procedural"]["mean"])
     assert all(w["judged"] is not None for w in data["worlds"])  # procedural references are judged too
+    assert all(w["stated"][0] == "biome" for w in data["worlds"])
     assert 0 <= s["distribution"]["1nna"] <= 1 and s["distribution"]["mmd"] >= 0
     assert s["diversity"]["procedural"] > 0
     # the baseline *is* procedural: its probe facts agree exactly as often as the reference worlds' do
@@ -92,7 +97,7 @@ def test_small_run_writes_the_report(tmp_path, tiny_judge, capsys) -> None:
     assert data["speed"]["seconds_per_world"] > 0 and data["speed"]["device"]
     assert len(data["worlds"]) == 2 * 4  # two prompts, two generated and two procedural worlds each
     md = (out / "report.md").read_text()
-    assert "procedural baseline" in md and "1-NNA" in md and "*relative*" in md and "contact_sheet.png" in md
+    assert "procedural baseline" in md and "1-NNA" in md and "*relative*" in md and "Stated attributes" in md and "contact_sheet.png" in md
     from PIL import Image
 
     with Image.open(out / "contact_sheet.png") as im:

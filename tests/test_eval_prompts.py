@@ -8,10 +8,12 @@ from worldgen.errors import UsageError
 from worldgen.eval.prompts import (
     FREE_PARAPHRASES,
     FUNCTION_WORDS,
+    JUDGED,
     PROMPT_SETS,
     captioner_vocabulary,
     prompt_set,
     prompt_sets,
+    stated_attributes,
     words,
 )
 from worldgen.procedural.spec import BIOMES, HELDOUT_COMBINATIONS, WorldSpec
@@ -21,15 +23,16 @@ def test_free_paraphrases_use_no_captioner_words() -> None:
     vocab = captioner_vocabulary()
     assert len(vocab) > 300  # the tables were read
     assert len(FREE_PARAPHRASES) >= 30
-    for text, spec in FREE_PARAPHRASES:
+    for text, spec, said in FREE_PARAPHRASES:
+        assert set(said.split()) <= set(JUDGED) - {"biome"}, said
         shared = (words(text) - FUNCTION_WORDS) & vocab
         assert not shared, f"{text!r} uses captioner words {shared}"
         assert isinstance(spec, WorldSpec)
 
 
 def test_free_paraphrases_cover_every_biome_and_are_distinct() -> None:
-    assert {s.biome for _, s in FREE_PARAPHRASES} == set(BIOMES)
-    assert len({t for t, _ in FREE_PARAPHRASES}) == len(FREE_PARAPHRASES)
+    assert {s.biome for _, s, _ in FREE_PARAPHRASES} == set(BIOMES)
+    assert len({t for t, _, _ in FREE_PARAPHRASES}) == len(FREE_PARAPHRASES)
 
 
 def test_sets_are_deterministic_and_split_right() -> None:
@@ -56,3 +59,23 @@ def test_bad_set_and_count() -> None:
     with pytest.raises(UsageError):
         prompt_set("free", 0)
     assert len(prompt_set("free", 1000)) == len(FREE_PARAPHRASES)
+
+
+def test_stated_attributes_are_what_the_prompt_fixes() -> None:
+    spec = WorldSpec("desert", "none", "none", "none", "sunset", "clear", "summer")
+    # "barren sand dunes": the time (sunset) is unsaid, so it is not scored; the absent water and structure are
+    assert stated_attributes(spec, frozenset({"biome", "vegetation"})) == ("biome", "water", "vegetation", "structure")
+    lake = WorldSpec("meadow", "lake", "sparse", "cabin", "day", "fog", "summer")
+    assert stated_attributes(lake, frozenset({"biome"})) == ("biome",)  # an unmentioned lake is not asked for
+    assert stated_attributes(lake, frozenset(JUDGED)) == JUDGED
+
+
+def test_every_case_knows_what_it_states() -> None:
+    for c in prompt_sets(n=16):
+        assert c.stated[0] == "biome" and set(c.stated) <= set(JUDGED)
+        assert set(c.said) - {"season"} <= set(c.stated)
+    free = {c.prompt: c for c in prompt_set("free", 1000)}
+    assert free["ochre gulch with hoodoos at lunchtime"].stated == ("biome", "water", "structure", "time")
+    # the generated sets leave some attributes unsaid, as people do
+    heldout = prompt_set("heldout_phrasing", 16)
+    assert sum(len(c.stated) for c in heldout) < len(JUDGED) * len(heldout)

@@ -54,8 +54,9 @@ def register(app: typer.Typer) -> None:
         name = f"model ({weights}; {steps} steps, guidance {guidance:g})" if weights is not None else None
         result = evaluate(config, generator, generator_name=name, log=lambda m: typer.echo(m, err=True))
         paths = write_report(result, output)
-        acc = " ".join(f"{s}={100 * r['judge_accuracy']['mean']:.0f}%" for s, r in result["sets"].items())
-        typer.echo(f"{result['generator']}: judge accuracy {acc}; {result['speed']['seconds_per_world']:.2f} s/world")
+        rel = " ".join(f"{s}={100 * r['judge_stated']['relative']:.0f}%" for s, r in result["sets"].items())
+        typer.echo(f"{result['generator']}: judge relative (stated attributes) {rel}; "
+                   f"{result['speed']['seconds_per_world']:.2f} s/world")  # fmt: skip
         typer.echo(f"report -> {paths['markdown']}")
 
     judge_app = typer.Typer(help="The render judge of `worldgen eval`.", no_args_is_help=True)

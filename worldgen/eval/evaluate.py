@@ -91,6 +91,7 @@ class WorldRecord:
     spec: dict
     seed: int
     kind: str  # "generated" or "procedural"
+    stated: list[str] = field(default_factory=list)  # the judged attributes the prompt fixes
     seconds: float = 0.0
     judged: dict | None = None
     probes: dict = field(default_factory=dict)
@@ -105,6 +106,31 @@ PROBE_FACTS: dict[str, tuple[Callable[[dict], bool], Callable[[dict], bool]]] = 
     "precipitation": (lambda p: p["precipitation"] > 0.3, lambda s: s["weather"] in ("rain", "snow")),
     "fog": (lambda p: p["fog_volume"] > 0.05, lambda s: s["weather"] == "fog"),
 }
+
+
+def stated_accuracy(records: list[WorldRecord]) -> dict:
+    """The judge's accuracy on the attributes each world's prompt fixes (`PromptCase.stated`).
+
+    Per attribute over the worlds whose prompt states it (None where none does), and "mean"
+    over every (world, stated attribute) pair; "pairs" counts those.
+    """
+    from worldgen.eval.prompts import JUDGED
+
+    pairs = [(a, r.judged[a] == r.spec[a]) for r in records for a in r.stated]
+    out: dict = {}
+    for a in JUDGED:
+        hits = [ok for b, ok in pairs if b == a]
+        out[a] = float(np.mean(hits)) if hits else None
+    out["mean"] = float(np.mean([ok for _, ok in pairs])) if pairs else float("nan")
+    out["pairs"] = len(pairs)
+    return out
+
+
+def stated_scores(gen: list[WorldRecord], ref: list[WorldRecord]) -> dict:
+    """`stated_accuracy` of the generated and the procedural worlds of one prompt set, and their ratio:
+    the model's acceptance figure (a prompt that leaves the time of day unsaid has no right time)."""
+    g, p = stated_accuracy(gen), stated_accuracy(ref)
+    return {"generated": g, "procedural": p, "relative": g["mean"] / p["mean"] if p["mean"] > 0 else float("nan")}
 
 
 def evaluate(
@@ -152,7 +178,7 @@ def evaluate(
                 dt = time.time() - t0
                 if not isinstance(world, Gaussians):
                     raise UsageError(f"the generator returned {type(world).__name__}, not Gaussians")
-                rec = WorldRecord(case.set, case.prompt, spec, seed, kind, seconds=dt)
+                rec = WorldRecord(case.set, case.prompt, spec, seed, kind, list(case.stated), seconds=dt)
                 if kind == "generated":
                     gen_seconds.append(dt)
                 # the judge reads both kinds: the procedural worlds of the same prompts are the model's yardstick
@@ -194,6 +220,7 @@ def evaluate(
             "judge_accuracy": acc,
             "judge_accuracy_procedural": ref_acc,  # the same judge on procedural worlds of the same prompts
             "judge_relative": acc["mean"] / ref_acc["mean"] if ref_acc["mean"] > 0 else float("nan"),
+            "judge_stated": stated_scores(gen, ref),
             "probe_agreement": facts,
             "probe_means": probe_means,
             "distribution": dist,
@@ -222,4 +249,7 @@ def evaluate(
     }
 
 
-__all__ = ["EvalConfig", "Generator", "PROBE_FACTS", "REFERENCE_SEED0", "device_name", "evaluate", "model_generator", "procedural_generator"]
+__all__ = [
+    "EvalConfig", "Generator", "PROBE_FACTS", "REFERENCE_SEED0", "WorldRecord", "device_name", "evaluate", "model_generator",
+    "procedural_generator", "stated_accuracy", "stated_scores",
+]  # fmt: skip

@@ -27,11 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from worldgen.errors import FormatError, UsageError
+from worldgen.eval.prompts import JUDGED
 from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_path
 
 #: the attributes the judge predicts (season is left out: the issue asks for these six)
-ATTRIBUTES: tuple[str, ...] = ("biome", "water", "vegetation", "structure", "time", "weather")
+ATTRIBUTES: tuple[str, ...] = JUDGED
 
 #: seeds below this belong to the generator's data; the judge's worlds use [2**31, 2**32)
 GENERATOR_SEED_LIMIT = 2**31

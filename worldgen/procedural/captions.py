@@ -224,6 +224,15 @@ def heldout_phrasings() -> dict[str, dict[str, list[str]]]:
 def describe(spec: WorldSpec, rng: np.random.Generator, *, split: Split = "train") -> str:
     """One prompt for `spec`. "train" uses only training phrasings and refuses held-out combinations;
     "heldout" uses only held-out phrasings, wrappers and shapes."""
+    return describe_said(spec, rng, split=split)[0]
+
+
+def describe_said(spec: WorldSpec, rng: np.random.Generator, *, split: Split = "train") -> tuple[str, frozenset[str]]:
+    """`describe`, and which attributes the text says (names of `WorldSpec` fields; always "biome").
+
+    The rest go unsaid: a sentence shape may also drop a phrase that was picked (a terse
+    prompt keeps two tails, a noun phrase two adjectives), and then its attribute is unsaid too.
+    """
     if split not in ("train", "heldout"):
         raise UsageError(f"split must be 'train' or 'heldout', got {split!r}")
     if split == "train" and spec.combination in HELDOUT_COMBINATIONS:
@@ -239,58 +248,65 @@ def describe(spec: WorldSpec, rng: np.random.Generator, *, split: Split = "train
         "time": rng.uniform() < (0.85 if spec.time != "day" else 0.45),
         "weather": rng.uniform() < (0.8 if spec.weather != "clear" else 0.2),
         "water": spec.water != "none" and rng.uniform() < 0.85,
-        "veg": rng.uniform() < (0.5 if spec.vegetation != "sparse" else 0.25),
+        "vegetation": rng.uniform() < (0.5 if spec.vegetation != "sparse" else 0.25),
         "structure": spec.structure != "none" and rng.uniform() < 0.9,
         "season": spec.season != "summer" and rng.uniform() < 0.8 or spec.season == "summer" and rng.uniform() < 0.05,
     }
     biome = pick("biome_noun", spec.biome)
-    adj: list[str] = []
-    tails: list[str] = []
+    # (attribute, phrase) pairs, so that what a shape keeps can be told apart from what it drops
+    adj: list[tuple[str, str]] = []
+    tails: list[tuple[str, str]] = []
     for attr, value, adj_table, tail_table in (
         ("time", spec.time, "time_adj", "time_tail"),
         ("weather", spec.weather, "weather_adj", "weather_tail"),
         ("season", spec.season, "season_adj", "season_tail"),
-        ("veg", spec.vegetation, "veg_adj", "veg_with"),
+        ("vegetation", spec.vegetation, "veg_adj", "veg_with"),
     ):
         if say[attr]:
-            (adj.append(pick(adj_table, value)) if rng.uniform() < 0.4 else tails.append(pick(tail_table, value)))
+            (adj.append((attr, pick(adj_table, value))) if rng.uniform() < 0.4 else tails.append((attr, pick(tail_table, value))))
     if rng.uniform() < 0.2:
-        adj.append(pick("biome_adj", spec.biome))
+        adj.append(("biome", pick("biome_adj", spec.biome)))
     water = pick("water_with", spec.water) if say["water"] else None
     structure = pick("structure", spec.structure) if say["structure"] else None
     if water:
-        tails.insert(int(rng.integers(len(tails) + 1)), water)
+        tails.insert(int(rng.integers(len(tails) + 1)), ("water", water))
     rng.shuffle(adj)
-    noun = " ".join(adj[:2] + [biome])
+    noun = " ".join([a for _, a in adj[:2]] + [biome])
+    tail_text = [t for _, t in tails]
+    said = {"biome"} | {a for a, _ in adj[:2]} | {a for a, _ in tails} | ({"structure"} if structure else set())
 
     if shape == "terse":
-        words = [biome] + [t for t in tails[:2]]
+        words = [biome] + tail_text[:2]
+        said = {"biome"} | {a for a, _ in tails[:2]}
         if structure and rng.uniform() < 0.5:
             words.insert(0, structure.split(" ", 1)[1] if structure.startswith(("a ", "an ")) else structure)
+            said.add("structure")
         text = " ".join(words)
     elif shape == "tags":
-        items = [biome] + [_bare(t) for t in tails] + adj + ([_bare(structure)] if structure else [])
-        rng.shuffle(items[1:])
+        items = [biome] + [_bare(t) for t in tail_text] + [a for _, a in adj] + ([_bare(structure)] if structure else [])
+        said |= {a for a, _ in adj}
+        rng.shuffle(items[1:])  # shuffles a copy: kept as it is, so that every caption stays the same
         text = ", ".join(items)
     elif shape == "structure_first" and structure:
-        text = f"{structure} in {_article(noun)} {' '.join(tails)}"
+        text = f"{structure} in {_article(noun)} {' '.join(tail_text)}"
     elif shape == "fronted" and tails:
-        head = tails.pop(0)
+        head = tail_text.pop(0)
         rest = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "")
-        text = f"{head}, {rest} {' '.join(tails)}"
+        text = f"{head}, {rest} {' '.join(tail_text)}"
     elif shape == "there_is" and structure:
-        text = f"there is {structure} in {_article(noun)} {' '.join(tails)}"
+        text = f"there is {structure} in {_article(noun)} {' '.join(tail_text)}"
     elif shape == "rich" and structure:
-        text = f"{structure} standing in {_article(noun)} {', '.join(tails)}" if tails else f"{structure} in {_article(noun)}"
+        text = f"{structure} standing in {_article(noun)} {', '.join(tail_text)}" if tails else f"{structure} in {_article(noun)}"
     elif shape == "with_list" and (structure or tails):
-        text = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "") + (", " + ", ".join(tails) if tails else "")
+        text = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "") + (", " + ", ".join(tail_text) if tails else "")
     elif shape == "noun_only_adj":
-        text = " ".join(adj + [biome]) + (f" with {_bare(structure)}" if structure else "") + (f" {water}" if water else "")
+        text = " ".join([a for _, a in adj] + [biome]) + (f" with {_bare(structure)}" if structure else "") + (f" {water}" if water else "")
+        said = {"biome"} | {a for a, _ in adj} | ({"structure"} if structure else set()) | ({"water"} if water else set())
     else:  # adjectives
-        text = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "") + (" " + " ".join(tails) if tails else "")
+        text = f"{_article(noun)}" + (f" with {_bare(structure)}" if structure else "") + (" " + " ".join(tail_text) if tails else "")
     wrapper = str(rng.choice(_WRAPPERS[side])) if shape not in ("fronted", "tags") else "{}"
     text = " ".join(wrapper.format(text).split())
-    return text.strip(" ,")
+    return text.strip(" ,"), frozenset(said)
 
 
 def captions(spec: WorldSpec, rng: np.random.Generator, n: int, *, split: Split = "train") -> list[str]:
@@ -320,4 +336,4 @@ def _bare(phrase: str) -> str:
     return phrase
 
 
-__all__ = ["HELDOUT_SHAPES", "captions", "describe", "heldout_combinations", "heldout_phrasings", "phrasings"]
+__all__ = ["HELDOUT_SHAPES", "captions", "describe", "describe_said", "heldout_combinations", "heldout_phrasings", "phrasings"]
