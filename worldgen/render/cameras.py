@@ -124,6 +124,11 @@ def look_at(
         right = torch.where(degenerate[:, None], torch.linalg.cross(forward, alt), right)
     right = right / right.norm(dim=-1, keepdim=True)
     down = torch.linalg.cross(forward, right)
+    # a view within 1e-6 of `up` takes the fallback, which can tilt the image's down a hair upwards:
+    # turn such a camera half a turn about its axis (right and down flip together, still a rotation)
+    flip = degenerate & ((down * up_t).sum(-1) > 0)
+    right = torch.where(flip[:, None], -right, right)
+    down = torch.where(flip[:, None], -down, down)
     rot_cw = torch.stack([right, down, forward], dim=-1)  # [C, 3, 3] camera-to-world, columns x y z
     viewmats = torch.zeros(positions.shape[0], 4, 4, dtype=positions.dtype)
     viewmats[:, :3, :3] = rot_cw.transpose(1, 2)
