@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from worldgen.errors import UsageError
 from worldgen.gaussians import Gaussians
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 Progress = Callable[[float], None]  # fraction done, 0..1
 
@@ -25,8 +26,8 @@ class GenerateRequest:
     prompt: str
     image: Any = None  # a PIL image, or None
     seed: int = 0
-    steps: int = 16  # as `worldgen make`
-    guidance: float = 3.0
+    steps: int = DEFAULT_STEPS  # as `worldgen make`
+    guidance: float = DEFAULT_GUIDANCE
 
 
 class Generator(Protocol):

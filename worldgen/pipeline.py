@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 SHIPPED_WEIGHTS = Path(__file__).parent / "assets" / "world_model.safetensors"
 #: the default prompt of `worldgen make` and the README's demo
 DEFAULT_PROMPT = "a snowy pine forest by a frozen lake at dusk"
+#: sampler defaults of `worldgen make`, `worldgen eval`, the viewer and `sample`: Euler steps, and the
+#: classifier-free guidance scale that scored best on the held-out prompt sets (docs/model.md)
+DEFAULT_STEPS = 16
+DEFAULT_GUIDANCE = 2.0
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -79,8 +83,8 @@ def generate(
     *,
     image: str | os.PathLike | torch.Tensor | None = None,
     seed: int = 0,
-    steps: int = 16,
-    guidance: float = 3.0,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
     detail: bool = True,
     weights: str | os.PathLike | None = None,
     device: Device = "auto",

@@ -7,6 +7,7 @@ import io
 from viewer.generators import GenerateRequest, check_request
 from viewer.panels import Status, guarded
 from worldgen.errors import UsageError
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
@@ -21,8 +22,8 @@ class GeneratePanel:
         self.image_button = gui.add_upload_button("Image (optional)", icon=None, mime_type="image/*")
         self.image_label = gui.add_markdown("No image")
         self.seed = gui.add_number("Seed", initial_value=0, min=0, step=1)
-        self.steps = gui.add_slider("Steps", min=1, max=64, step=1, initial_value=16)
-        self.guidance = gui.add_slider("Guidance", min=0.0, max=15.0, step=0.5, initial_value=3.0)
+        self.steps = gui.add_slider("Steps", min=1, max=64, step=1, initial_value=DEFAULT_STEPS)
+        self.guidance = gui.add_slider("Guidance", min=0.0, max=15.0, step=0.5, initial_value=DEFAULT_GUIDANCE)
         self.placement = gui.add_dropdown("Result", ("replace the world", "add beside"), initial_value="replace the world")
         self.button = gui.add_button("Generate", disabled=app.generator is None)
         self.progress = gui.add_progress_bar(0.0, visible=False)

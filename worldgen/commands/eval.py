@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -20,8 +22,8 @@ def register(app: typer.Typer) -> None:
         ref_seeds: int = typer.Option(2, help="Procedural reference worlds per prompt; at least 2."),
         judge: Path = typer.Option(None, "--judge", help="Judge weights (default: the committed worldgen/assets/judge.safetensors)."),
         threads: int = typer.Option(1, help="Torch threads on the CPU (0: torch's default; 1 is fastest on a shared machine)."),
-        steps: int = typer.Option(16, help="Sampler steps of the model (as `worldgen make --steps`)."),
-        guidance: float = typer.Option(3.0, help="Classifier-free guidance of the model (as `worldgen make --guidance`)."),
+        steps: int = typer.Option(DEFAULT_STEPS, help="Sampler steps of the model (as `worldgen make --steps`)."),
+        guidance: float = typer.Option(DEFAULT_GUIDANCE, help="Classifier-free guidance of the model (as `worldgen make --guidance`)."),
     ) -> None:
         """Measure how well a generator's worlds match their prompts, how diverse and how fast they are."""
         from worldgen.errors import UsageError

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -16,8 +18,8 @@ def register(app: typer.Typer) -> None:
         image: Optional[Path] = typer.Option(None, help="Condition on a picture instead of a prompt."),
         output: Path = typer.Option(Path("world.ply"), "--output", "-o", help="Where to write the world: .ply, .splat or .spz."),
         seed: int = typer.Option(0, help="Random seed: the same seed, prompt, weights and device give the same world."),
-        steps: int = typer.Option(16, help="Sampler steps."),
-        guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+        steps: int = typer.Option(DEFAULT_STEPS, help="Sampler steps."),
+        guidance: float = typer.Option(DEFAULT_GUIDANCE, help="Classifier-free guidance scale."),
         device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu or cuda."),
         preview: Optional[Path] = typer.Option(None, help="Preview image; default: beside the world, <name>.png."),
         no_preview: bool = typer.Option(False, "--no-preview", help="Write no preview image."),

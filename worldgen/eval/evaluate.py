@@ -59,7 +59,7 @@ def procedural_generator(cases) -> Generator:
     return generate
 
 
-def model_generator(weights: str | Path, *, steps: int = 16, guidance: float = 3.0) -> Generator:
+def model_generator(weights: str | Path, *, steps: int | None = None, guidance: float | None = None) -> Generator:
     """The trained model as a generator (sampler `steps` and `guidance` as in `worldgen.generate`).
 
     `worldgen.generate` (module `worldgen.pipeline`) is imported only here.
@@ -71,6 +71,10 @@ def model_generator(weights: str | Path, *, steps: int = 16, guidance: float = 3
         raise UsageError("the model is not available yet (no worldgen.generate); run without --weights for the procedural baseline") from None
     if not weights.exists():
         raise FileNotFoundError(2, "No such file or directory", str(weights))
+    from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+    steps = DEFAULT_STEPS if steps is None else steps
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     check_sampler(steps, guidance)
     return lambda prompt, seed: generate(prompt, seed=seed, weights=weights, steps=steps, guidance=guidance)
 

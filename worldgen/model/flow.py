@@ -184,8 +184,8 @@ def integrate(
     noise: Tensor,  # [B, N, D] at t = 0
     cond: Condition,
     *,
-    steps: int = 16,
-    guidance: float = 3.0,
+    steps: int,
+    guidance: float,
     method: Method = "euler",
     trajectory: list[Tensor] | None = None,  # appended with x after every step
     on_step: Callable[[int], None] | None = None,  # called with the step number after each step (progress)

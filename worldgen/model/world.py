@@ -24,6 +24,7 @@ from worldgen.model.decoder import DetailDecoder, decode_children_tokens
 from worldgen.model.flow import draw_noise, integrate
 from worldgen.model.image import ImageEncoder
 from worldgen.model.set_transformer import Condition, SetTransformer, initialize_weights
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 FORMAT = "worldgen-model/1"
 Precision = Literal["auto", "bf16", "fp32"]
@@ -65,8 +66,8 @@ def sample(
     cond: Condition,  # batch B: one world per row
     *,
     n: int | None = None,
-    steps: int = 16,
-    guidance: float = 3.0,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     method: Literal["euler", "heun"] = "euler",
     precision: Precision = "auto",
