@@ -60,19 +60,18 @@ def procedural_generator(cases) -> Generator:
 
 
 def model_generator(weights: str | Path, *, steps: int | None = None, guidance: float | None = None) -> Generator:
-    """The trained model as a generator (sampler `steps` and `guidance` as in `worldgen.generate`).
+    """The trained model as a generator (sampler `steps` and `guidance` as in `worldgen.generate`;
+    None: its defaults).
 
     `worldgen.generate` (module `worldgen.pipeline`) is imported only here.
     """
     weights = Path(weights)
     try:
-        from worldgen.pipeline import check_sampler, generate
+        from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, check_sampler, generate
     except ImportError:
         raise UsageError("the model is not available yet (no worldgen.generate); run without --weights for the procedural baseline") from None
     if not weights.exists():
         raise FileNotFoundError(2, "No such file or directory", str(weights))
-    from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
-
     steps = DEFAULT_STEPS if steps is None else steps
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     check_sampler(steps, guidance)
