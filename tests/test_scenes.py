@@ -126,9 +126,11 @@ def test_worldgen_train_on_scenes_fine_tunes_given_weights(tmp_path, capsys):
     assert json.loads(read_metadata(out / "model.safetensors")["train_config"])["subset_n"] == 64  # the preset's
 
     code = main(["train", str(root), "--out", str(tmp_path / "whole"), "--preset", "tiny", "--steps", "1",
-                 "--batch-size", "2", "--subset-n", "0", "--threads", "1"])  # fmt: skip
+                 "--batch-size", "2", "--subset-n", "0", "--t-dist", "uniform", "--threads", "1"])  # fmt: skip
     assert code == 0  # 0: every coarse Gaussian of each world, every step
-    assert json.loads(read_metadata(tmp_path / "whole" / "model.safetensors")["train_config"])["subset_n"] == 0
+    recorded = json.loads(read_metadata(tmp_path / "whole" / "model.safetensors")["train_config"])
+    assert (recorded["subset_n"], recorded["t_dist"]) == (0, "uniform")
+    assert json.loads(read_metadata(out / "model.safetensors")["train_config"])["t_dist"] == "logit_normal"  # the preset's
 
 
 def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):

@@ -140,6 +140,10 @@ def test_bad_configs():
         TrainConfig(batch_size=0)
     with pytest.raises(UsageError):
         TrainConfig(precision="fp8")
+    with pytest.raises(UsageError, match="t_dist must be uniform or logit_normal"):
+        TrainConfig(t_dist="cosine")
+    with pytest.raises(UsageError, match="pairing must be none or sinkhorn"):
+        TrainConfig(pairing="hungarian")
     data, _ = toy_worlds(4, 16, cond_dim=10)
     with pytest.raises(UsageError):
         train(TrainConfig(model="tiny", steps=1, progress=False, out_dir=""), data)

@@ -86,6 +86,10 @@ class TrainConfig:
             raise UsageError(f"stage must be joint or decoder, got {self.stage!r}")
         if self.stage == "decoder" and self.decoder_parents < 1:
             raise UsageError("stage 'decoder' needs decoder_parents >= 1")
+        if self.t_dist not in ("uniform", "logit_normal"):
+            raise UsageError(f"t_dist must be uniform or logit_normal, got {self.t_dist!r}")
+        if self.pairing not in ("none", "sinkhorn"):
+            raise UsageError(f"pairing must be none or sinkhorn, got {self.pairing!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
 

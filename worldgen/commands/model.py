@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
                                                  "decoder alone, the set model frozen (use with --init)."),
         decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's loss "
                                                                  "(default: the preset's)."),
+        t_dist: Optional[str] = typer.Option(None, help="Flow times drawn in training: logit_normal (more weight "
+                                                         "mid-path) or uniform (as much near the data; default: the "
+                                                         "preset's)."),
         threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         max_captions: Optional[int] = typer.Option(None, help="Use at most this many captions per world."),
         resume: bool = typer.Option(True, help="Continue from the run directory's checkpoint when there is one."),
@@ -91,7 +94,8 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
         overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "subset_n": subset_n,
-                                       "lr": lr, "decoder_parents": decoder_parents, "cooldown": cooldown}.items() if v is not None}  # fmt: skip
+                                       "lr": lr, "decoder_parents": decoder_parents, "cooldown": cooldown,
+                                       "t_dist": t_dist}.items() if v is not None}  # fmt: skip
         model = None
         if init is not None:
             from worldgen.model import load_model

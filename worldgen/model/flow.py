@@ -101,15 +101,18 @@ def sinkhorn_pairing(
     over N^2 entries. The soft plan u K v is then rounded to a permutation.
     """
     with torch.no_grad():
-        cost = torch.cdist(x1.double(), x0.double()) ** 2  # [B, N(data), N(noise)]
-        cost = cost / cost.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-        kernel = torch.exp(-(cost - cost.amin(dim=2, keepdim=True)) / eps)  # row maxima are exactly 1
-        v = torch.ones(cost.shape[0], cost.shape[2], 1, dtype=cost.dtype, device=cost.device)
-        kt = kernel.transpose(1, 2)
+        # [B, N(data), N(noise)]; built in place: at N = 2048 each of these arrays is 32 MB per set
+        cost = torch.cdist(x1.double(), x0.double()).square_()
+        cost /= cost.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        cost -= cost.amin(dim=2, keepdim=True)
+        kernel = cost.mul_(-1.0 / eps).exp_()  # row maxima are exactly 1
+        # K^T as its own contiguous copy: a strided view makes every K^T u product ~3x slower
+        kernel_t = kernel.transpose(1, 2).contiguous()
+        v = torch.ones(kernel.shape[0], kernel.shape[2], 1, dtype=kernel.dtype, device=kernel.device)
         for _ in range(iters):
             u = 1.0 / (kernel @ v)  # [B, N, 1]
-            v = 1.0 / (kt @ u).clamp_min(1e-300)  # a noise token far from every data token keeps a finite scale
-        plan = u * kernel * v.transpose(1, 2)  # [B, N, N], positive where K is
+            v = 1.0 / (kernel_t @ u).clamp_min(1e-300)  # a noise token far from every data token keeps a finite scale
+        plan = kernel.mul_(u).mul_(v.transpose(1, 2))  # u K v^T, [B, N, N], positive where K is
         return _round_plan(plan)
 
 
