@@ -15,16 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from worldgen.model.text import encode_text
-from worldgen.procedural.captions import _VOCAB
+from worldgen.eval.prompts import JUDGED
+from worldgen.procedural.captions import _VOCAB, ATTRIBUTE_TABLES
 
-GROUPS = {
-    "biome": ("biome_noun", "biome_adj"),
-    "water": ("water_with",),
-    "vegetation": ("veg_adj", "veg_with"),
-    "structure": ("structure",),
-    "time": ("time_adj", "time_tail"),
-    "weather": ("weather_adj", "weather_tail"),
-}
+GROUPS = {a: ATTRIBUTE_TABLES[a] for a in JUDGED}
 
 
 def phrases(tables: tuple[str, ...], side: int) -> list[tuple[str, str]]:

@@ -60,12 +60,9 @@ def test_captions_vary_and_are_deterministic():
 
 
 def test_describe_said_names_what_the_text_says():
-    from worldgen.procedural.captions import _VOCAB, _bare, describe_said
+    from worldgen.procedural.captions import _VOCAB, ATTRIBUTE_TABLES, _bare, describe_said
 
-    tables = {
-        "time": ("time_adj", "time_tail"), "weather": ("weather_adj", "weather_tail"), "vegetation": ("veg_adj", "veg_with"),
-        "water": ("water_with",), "structure": ("structure",), "season": ("season_adj", "season_tail"),
-    }  # fmt: skip
+    tables = {a: t for a, t in ATTRIBUTE_TABLES.items() if a != "biome"}
     unsaid = {a: 0 for a in tables}
     for split in ("train", "heldout"):
         side = 0 if split == "train" else 1

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -86,10 +86,9 @@ class TrainConfig:
             raise UsageError(f"stage must be joint or decoder, got {self.stage!r}")
         if self.stage == "decoder" and self.decoder_parents < 1:
             raise UsageError("stage 'decoder' needs decoder_parents >= 1")
-        if self.t_dist not in ("uniform", "logit_normal"):
-            raise UsageError(f"t_dist must be uniform or logit_normal, got {self.t_dist!r}")
-        if self.pairing not in ("none", "sinkhorn"):
-            raise UsageError(f"pairing must be none or sinkhorn, got {self.pairing!r}")
+        for name, allowed in (("t_dist", get_args(TimeDist)), ("pairing", get_args(Pairing))):  # the flow's own lists
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} must be {' or '.join(allowed)}, got {getattr(self, name)!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
 

@@ -206,6 +206,13 @@ _TABLES = {
     "veg_adj": VEG_ADJ, "structure": STRUCTURE_NOUN, "season_tail": SEASON_TAIL, "season_adj": SEASON_ADJ,
 }  # fmt: skip
 _VOCAB: dict[str, tuple[Phrases, Phrases]] = {name: _split_table(t, name) for name, t in _TABLES.items()}
+#: the phrase tables that say each attribute (`WorldSpec` field -> table names; time, weather, season and
+#: vegetation: the adjective table, then the tail table)
+ATTRIBUTE_TABLES: dict[str, tuple[str, ...]] = {
+    "biome": ("biome_noun", "biome_adj"), "water": ("water_with",), "vegetation": ("veg_adj", "veg_with"),
+    "structure": ("structure",), "time": ("time_adj", "time_tail"), "weather": ("weather_adj", "weather_tail"),
+    "season": ("season_adj", "season_tail"),
+}  # fmt: skip
 _WRAPPERS = _split_list(WRAPPERS[3:], "wrapper")
 _WRAPPERS = (["{}"] * 3 + _WRAPPERS[0], _WRAPPERS[1])
 HELDOUT_SHAPES = frozenset({"there_is", "noun_only_adj"})
@@ -256,12 +263,9 @@ def describe_said(spec: WorldSpec, rng: np.random.Generator, *, split: Split = "
     # (attribute, phrase) pairs, so that what a shape keeps can be told apart from what it drops
     adj: list[tuple[str, str]] = []
     tails: list[tuple[str, str]] = []
-    for attr, value, adj_table, tail_table in (
-        ("time", spec.time, "time_adj", "time_tail"),
-        ("weather", spec.weather, "weather_adj", "weather_tail"),
-        ("season", spec.season, "season_adj", "season_tail"),
-        ("vegetation", spec.vegetation, "veg_adj", "veg_with"),
-    ):
+    for attr in ("time", "weather", "season", "vegetation"):
+        adj_table, tail_table = ATTRIBUTE_TABLES[attr]
+        value = getattr(spec, attr)
         if say[attr]:
             (adj.append((attr, pick(adj_table, value))) if rng.uniform() < 0.4 else tails.append((attr, pick(tail_table, value))))
     if rng.uniform() < 0.2:
@@ -336,4 +340,4 @@ def _bare(phrase: str) -> str:
     return phrase
 
 
-__all__ = ["HELDOUT_SHAPES", "captions", "describe", "describe_said", "heldout_combinations", "heldout_phrasings", "phrasings"]
+__all__ = ["ATTRIBUTE_TABLES", "HELDOUT_SHAPES", "captions", "describe", "describe_said", "heldout_combinations", "heldout_phrasings", "phrasings"]
