@@ -186,8 +186,27 @@ def test_presets_and_overrides():
         ModelConfig(width=30, heads=4)
 
 
-def test_save_load_round_trip(tmp_path):
-    cfg = micro_config()
+def test_group_level_config_and_adding_it_to_trained_weights():
+    cfg = micro_config(n_tokens=48, group_size=4, group_width=8, group_depth=1)
+    assert cfg.set_tokens == 12 and micro_config(n_tokens=48).set_tokens == 48
+    with pytest.raises(UsageError, match="divisible by group_size"):
+        micro_config(n_tokens=50, group_size=4)
+    with pytest.raises(UsageError, match="group_size"):
+        micro_config(group_size=1)
+    from worldgen.model.world import with_group_level
+
+    flat = randomize(WorldModel(micro_config(n_tokens=48)))
+    grouped = with_group_level(flat, 4)
+    assert grouped.cfg.group_size == 4 and grouped.groups is not None and flat.groups is None
+    kept = flat.state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in grouped.state_dict().items() if not k.startswith("groups."))
+    assert all(float(p.abs().max()) == 0 for p in grouped.groups.head.parameters())  # a fresh, zero-velocity decoder
+    assert with_group_level(grouped, 0).groups is None
+
+
+@pytest.mark.parametrize("group_size", [0, 3])
+def test_save_load_round_trip(tmp_path, group_size: int):
+    cfg = micro_config(n_tokens=48, group_size=group_size)
     model = randomize(WorldModel(cfg))
     path = tmp_path / "w.safetensors"
     save_model(model, path)

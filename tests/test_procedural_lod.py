@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import random_gaussians
+from worldgen.errors import UsageError
 from worldgen.procedural.lod import (
     _to_children_local_reference,
+    build_groups,
     build_lod,
     from_children_local,
     kd_split,
@@ -120,3 +123,27 @@ def test_share_budget_is_proportional_and_exact(sizes, extra):
     spare = total - len(sizes)
     for k, s in zip(share, sizes, strict=True):
         assert k <= s and (k == s or k >= spare * s / sum(sizes))  # never below its proportional share, unless capped
+
+
+def test_groups_have_exact_size_and_keep_the_footprint_apart_from_the_sky():
+    from worldgen.gaussians import Gaussians
+    from worldgen.procedural import WorldSpec, build_world_layers
+
+    layers = build_world_layers(WorldSpec(biome="meadow", water="lake", structure="cabin"), seed=2)
+    world = Gaussians.cat(list(layers.values()))
+    sky = torch.cat([torch.full((len(g),), k == "sky") for k, g in layers.items()])
+    coarse = build_lod(world, coarse_n=512, children=4, sky_mask=sky, seed=0).coarse
+    groups, members = build_groups(coarse, 8)
+    again, members_again = build_groups(coarse, 8)
+    assert torch.equal(members, members_again) and torch.equal(groups.means, again.means)
+    assert len(groups) == 64 and members.shape == (64, 8)
+    groups.validate()
+    assert members.unique().numel() >= 512 - 8  # balanced groups of 7-9: a few members repeat or drop out
+    far = coarse.means.norm(dim=1) > 32.0
+    assert 0 < int(far.sum()) < 512
+    assert all(bool(far[m].all()) or not bool(far[m].any()) for m in members)  # never sky and ground together
+    # a group is the moment match of its members: its centre lies within their bounds
+    lo, hi = coarse.means[members].amin(1), coarse.means[members].amax(1)
+    assert bool(((groups.means >= lo - 1e-3) & (groups.means <= hi + 1e-3)).all())
+    with pytest.raises(UsageError, match="groups of 7"):
+        build_groups(coarse, 7)

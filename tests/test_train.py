@@ -37,6 +37,26 @@ def test_tiny_preset_learns_the_condition(tmp_path):
     assert hits >= 3
 
 
+def test_tiny_preset_learns_with_a_group_level(tmp_path):
+    from worldgen.model import decode_world
+    from worldgen.train import with_groups
+
+    data, _ = toy_worlds(64, 128, children=8)
+    grouped = with_groups(data, 4)
+    assert grouped.groups.shape == (64, 32, tok.TOKEN_DIM) and grouped.members.shape == (64, 32, 4)
+    assert grouped.set_tokens is grouped.groups and data.set_tokens is data.coarse
+    cfg = train_config("tiny", out_dir=str(tmp_path), progress=False, model_overrides={"n_tokens": 128, "group_size": 4})
+    result = train(cfg, data)  # the group level is built from the coarse set on the way in
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < 0.6 * first, (first, last)
+    assert sum(result.decoder_losses[-10:]) < 0.8 * sum(result.decoder_losses[:10])
+    model = load_model(tmp_path / "model.safetensors")
+    assert model.cfg.group_size == 4
+    groups = sample(model, data.cond.index(slice(0, 1)), steps=4, seed=0)
+    assert groups.shape == (1, 32, tok.TOKEN_DIM)
+    assert len(decode_world(model, groups[0], data.cond.pooled[0], steps=2)) == 128 * 16
+
+
 def test_resume_continues_bit_for_bit(tmp_path):
     data, _ = toy_worlds(8, 32, children=4)
     base = dict(model="tiny", steps=6, batch_size=2, subset_n=16, decoder_parents=8, precision="fp32",

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from worldgen.errors import FormatError, UsageError
+from worldgen.gaussians import Gaussians
 from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
 from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
@@ -63,8 +64,9 @@ class TrainConfig:
     pairing: Pairing = "sinkhorn"  # minibatch OT between noise and data tokens of each set ("none": independent)
     t_dist: TimeDist = "logit_normal"
     decoder_parents: int = 256  # parents per step for the detail decoder's loss (0 = off)
+    group_parents: int = 1024  # groups per step for the group decoder's loss (models with a group level)
     decoder_weight: float = 1.0
-    stage: Literal["joint", "decoder"] = "joint"  # "decoder": train the detail decoder alone, the set model frozen
+    stage: Literal["joint", "decoder"] = "joint"  # "decoder": train the decoders alone, the set model frozen
     image_prob: float = 0.25  # chance that a world is conditioned on one of its views (needs views)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     threads: int = 0  # torch CPU threads (0: torch's default); 1 avoids OpenMP stalls on a busy shared CPU
@@ -76,8 +78,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.subset_n < 0 or self.lr <= 0:
-            raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0 and lr > 0 are required")
+        if self.steps < 0 or self.batch_size < 1 or self.subset_n < 0 or self.lr <= 0 or self.group_parents < 0:
+            raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0, group_parents >= 0 and lr > 0 are required")
         if not 0 <= self.cooldown <= self.steps:
             raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
@@ -143,6 +145,8 @@ class WorldSet:
     views: Tensor | None = None  # [W, V, H, W, 3] uint8 rendered views
     captions: list[str] | None = None  # [Q]
     caption_world: Tensor | None = None  # [Q] long: the world each condition describes (None: Q == W, row i -> i)
+    groups: Tensor | None = None  # [W, G, token_dim] the level above the coarse set (`with_groups`)
+    members: Tensor | None = None  # [W, G, K] long: the coarse rows of each group
 
     def __post_init__(self) -> None:
         w = self.coarse.shape[0]
@@ -156,6 +160,15 @@ class WorldSet:
             raise UsageError("children must be [W, N, C, D] for the same worlds and parents")
         if self.views is not None and self.views.shape[0] != w:
             raise UsageError("views must hold one row per world")
+        if (self.groups is None) != (self.members is None) or (
+            self.groups is not None and (self.groups.shape[0] != w or self.members.shape[:2] != self.groups.shape[:2])
+        ):
+            raise UsageError("groups [W, G, D] and members [W, G, K] come together, for the same worlds")
+
+    @property
+    def set_tokens(self) -> Tensor:  # [W, n, token_dim]
+        """What the set model learns to generate: the groups when there are any, else the coarse Gaussians."""
+        return self.coarse if self.groups is None else self.groups
 
     def __len__(self) -> int:
         return self.cond.batch
@@ -164,13 +177,29 @@ class WorldSet:
         return idx if self.caption_world is None else self.caption_world[idx]
 
     def batch(self, idx: Tensor, subset_n: int, gen: torch.Generator) -> tuple[Tensor, Condition, Tensor]:
-        """Worlds of conditions `idx`, each a random subset of `subset_n` Gaussians: ([B, n, D], cond, rows [B, n])."""
-        n = self.coarse.shape[1]
+        """Worlds of conditions `idx`, each a random subset of `subset_n` set tokens: ([B, n, D], cond, rows [B, n])."""
+        tokens = self.set_tokens
+        n = tokens.shape[1]
         k = n if subset_n <= 0 or subset_n >= n else subset_n
         rows = torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(len(idx))])  # [B, k]
         worlds = self.world_of(idx)
-        x1 = torch.gather(self.coarse[worlds], 1, rows[..., None].expand(-1, -1, self.coarse.shape[2]))
+        x1 = torch.gather(tokens[worlds], 1, rows[..., None].expand(-1, -1, tokens.shape[2]))
         return x1, self.cond.index(idx), rows
+
+
+def with_groups(data: WorldSet, size: int) -> WorldSet:
+    """`data` with the group level above its coarse Gaussians (`lod.build_groups`, `size` members each)."""
+    from worldgen.procedural.lod import build_groups
+
+    groups, members = [], []
+    for w in range(data.coarse.shape[0]):
+        f = tok.decode(data.coarse[w])
+        g, m = build_groups(Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"]), size,
+                            seed=w)  # fmt: skip
+        groups.append(tok.gaussians_to_tokens(g))
+        members.append(m)
+    return dataclasses.replace(data, groups=torch.stack(groups).float(), members=torch.stack(members))
+
 
 
 def world_set_from_shards(
@@ -377,11 +406,19 @@ class _Objective(nn.Module):
         kids: Tensor | None,  # [P, C, child_dim]
         parents: Tensor | None,  # [P, D]
         parent_world: Tensor | None,  # [P] row of the batch each parent came from
+        members: Tensor | None,  # [G, K, child_dim] coarse Gaussians in their group's frame
+        groups: Tensor | None,  # [G, D]
+        group_world: Tensor | None,  # [G]
         cfg: TrainConfig,
         gen: torch.Generator,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoder
-        if cfg.stage == "decoder":
+    ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoders (detail + group)
+        loss_dec = x1.new_zeros(())
+        if kids is not None:
             loss_dec = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
+        if members is not None:
+            loss_dec = loss_dec + child_flow_loss(self.model.groups, members, groups, cond.pooled[group_world],
+                                                  generator=gen)  # fmt: skip
+        if cfg.stage == "decoder":
             return loss_dec, x1.new_zeros(()), loss_dec
         if images is not None and use_image is not None and bool(use_image.any()):
             img = self.model.image(images[use_image])  # Condition for the rows that use a view
@@ -392,9 +429,6 @@ class _Objective(nn.Module):
             cond = Condition(tokens, mask, pooled)
         loss_flow = flow_loss(self.model, x1, cond, cond_drop=cfg.cond_drop, pairing=cfg.pairing, t_dist=cfg.t_dist,
                               generator=gen)  # fmt: skip
-        loss_dec = x1.new_zeros(())
-        if kids is not None:
-            loss_dec = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
         return loss_flow + cfg.decoder_weight * loss_dec, loss_flow, loss_dec
 
 
@@ -402,7 +436,7 @@ class _Objective(nn.Module):
 class TrainResult:
     model: WorldModel
     losses: list[float]  # flow loss per step (this run's steps only)
-    decoder_losses: list[float]
+    decoder_losses: list[float]  # the detail decoder's loss, plus the group decoder's where there is one
     samples_per_s: float  # worlds per second (parents per second in the decoder stage)
     step: int  # the global step reached
 
@@ -431,10 +465,17 @@ def train(
     model = model.to(device).train()
     if data.cond.tokens.shape[-1] != model.cfg.cond_dim:
         raise UsageError(f"data conditions are {data.cond.tokens.shape[-1]}-d, the model takes {model.cfg.cond_dim}")
+    size = model.cfg.group_size
+    if size and (data.members is None or data.members.shape[-1] != size):
+        data = with_groups(data, size)
+    elif not size and data.groups is not None:
+        data = dataclasses.replace(data, groups=None, members=None)
     model.requires_grad_(True)
     if cfg.stage == "decoder":  # the set model and image encoder stay as they are
         model.requires_grad_(False)
         model.decoder.requires_grad_(True)
+        if model.groups is not None:
+            model.groups.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank)
@@ -499,12 +540,25 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
         view = torch.randint(data.views.shape[1], (cfg.batch_size,), generator=gen)
         images = data.views[idx, view].to(device)
         use_image = use_image.to(device)
+    b, k = rows.shape
+    members = groups = group_world = None
+    if data.groups is not None and cfg.group_parents > 0:
+        pick = torch.randint(b * k, (cfg.group_parents,), generator=gen)
+        group_world = pick // k
+        gw, gr = idx[group_world], rows.reshape(-1)[pick]
+        groups = data.groups[gw, gr]  # [G, D]
+        coarse = tok.decode(data.coarse[gw[:, None], data.members[gw, gr]])  # fields [G, K, ...]
+        members = tok.encode_children(tok.decode(groups), coarse["means"], coarse["quats"], coarse["scales"],
+                                      coarse["opacities"], coarse["rgb"])  # fmt: skip
+        groups, members, group_world = groups.to(device), members.to(device), group_world.to(device)
     kids = parents = parent_world = None
     if data.children is not None and cfg.decoder_parents > 0:
-        b, k = rows.shape
         pick = torch.randint(b * k, (cfg.decoder_parents,), generator=gen)
         parent_world = pick // k
         parent_row = rows.reshape(-1)[pick]
+        if data.members is not None:  # rows are groups: any member of the group is a parent
+            slot = torch.randint(data.members.shape[-1], (cfg.decoder_parents,), generator=gen)
+            parent_row = data.members[idx[parent_world], parent_row, slot]
         parents = data.coarse[idx[parent_world], parent_row].to(device)
         kids = data.children[idx[parent_world], parent_row]  # [P, C_data, D]
         if kids.shape[1] > children:  # train on a random subset of each parent's children
@@ -512,7 +566,7 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
             kids = kids[:, sub]
         kids = kids.to(device=device, dtype=torch.float32)
         parent_world = parent_world.to(device)
-    return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world
+    return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world, members, groups, group_world
 
 
 def _distributed_setup() -> tuple[int, int, int]:

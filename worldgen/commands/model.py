@@ -73,8 +73,12 @@ def register(app: typer.Typer) -> None:
                                                           "(checkpoint-stable.safetensors keeps the state before)."),
         init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
                                                        "on your scenes) instead of a fresh model."),
-        stage: str = typer.Option("joint", help="joint: the set model and the detail decoder; decoder: the detail "
-                                                 "decoder alone, the set model frozen (use with --init)."),
+        stage: str = typer.Option("joint", help="joint: the set model and the decoders; decoder: the decoders "
+                                                 "alone, the set model frozen (use with --init)."),
+        group_size: Optional[int] = typer.Option(None, help="Coarse Gaussians per set token: the set model generates "
+                                                            "groups that a group decoder expands (0: off; default: the "
+                                                            "preset's, or --init's). With --init, the loaded weights "
+                                                            "keep theirs and a new group decoder starts fresh."),
         decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's loss "
                                                                  "(default: the preset's)."),
         t_dist: Optional[str] = typer.Option(None, help="Flow times drawn in training: logit_normal (more weight "
@@ -99,8 +103,13 @@ def register(app: typer.Typer) -> None:
         model = None
         if init is not None:
             from worldgen.model import load_model
+            from worldgen.model.world import with_group_level
 
             model = load_model(init)
+            if group_size is not None:
+                model = with_group_level(model, group_size)
+        elif group_size is not None:
+            overrides["model_overrides"] = {"group_size": group_size}
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
                            **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)

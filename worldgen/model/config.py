@@ -40,6 +40,11 @@ class ModelConfig:
     child_dim: int = CHILD_TOKEN_DIM
     decoder_width: int = 128
     decoder_depth: int = 3
+    # -- the group level (0: off): the set model generates n_tokens / group_size group Gaussians,
+    #    and a group decoder (a detail decoder of its own) grows each into group_size coarse ones --
+    group_size: int = 0
+    group_width: int = 128
+    group_depth: int = 3
     # -- the image encoder (its patch tokens carry 2-D positions; the set does not) --
     image_size: int = 128
     patch: int = 16
@@ -54,8 +59,17 @@ class ModelConfig:
         for name in ("width", "depth", "heads", "inducing", "children", "decoder_width", "image_width"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.group_size < 0 or self.group_size == 1 or self.group_width <= 0 or self.group_depth <= 0:
+            raise UsageError("group_size must be 0 (off) or >= 2, group_width and group_depth positive")
+        if self.group_size and self.n_tokens % self.group_size:
+            raise UsageError(f"n_tokens {self.n_tokens} is not divisible by group_size {self.group_size}")
         if self.attention not in ("full", "isab"):
             raise UsageError(f"attention must be 'full' or 'isab', got {self.attention!r}")
+
+    @property
+    def set_tokens(self) -> int:
+        """Tokens the set model generates per world: the coarse Gaussians, or their groups."""
+        return self.n_tokens // self.group_size if self.group_size else self.n_tokens
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -37,16 +37,19 @@ class _Layer(nn.Module):
 class DetailDecoder(nn.Module):
     """Velocity of child tokens given their parent: v(x_t [P, C, child_dim], t, parent, pooled)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, children: int | None = None, width: int | None = None,
+                 depth: int | None = None) -> None:  # fmt: skip
+        """The detail decoder of `cfg`; `children`, `width` and `depth` replace its numbers (the group decoder)."""
         super().__init__()
         self.cfg = cfg
-        w = cfg.decoder_width
+        self.children_n = children or cfg.children
+        self.width = w = width or cfg.decoder_width
         self.freqs = max(cfg.fourier_freqs, 1)
         self.embed = nn.Linear(cfg.child_dim + 6 * self.freqs, w)
         self.parent_embed = nn.Sequential(nn.Linear(cfg.token_dim + 6 * self.freqs, w), nn.SiLU(), nn.Linear(w, w))
         self.t_embed = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.pooled_embed = nn.Linear(cfg.cond_dim, w)
-        self.layers = nn.ModuleList([_Layer(w) for _ in range(cfg.decoder_depth)])
+        self.layers = nn.ModuleList([_Layer(w) for _ in range(depth or cfg.decoder_depth)])
         self.final_norm = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.head = nn.Linear(w, cfg.child_dim)
 
@@ -66,7 +69,7 @@ class DetailDecoder(nn.Module):
         pooled: Tensor,  # [P, cond_dim] the world's pooled condition
     ) -> Tensor:  # [P, C, child_dim]
         pf = torch.cat([parent, fourier_features(parent[..., :3], self.freqs)], dim=-1)
-        c = self.parent_embed(pf) + self.t_embed(timestep_embedding(t.to(x.dtype), self.cfg.decoder_width))
+        c = self.parent_embed(pf) + self.t_embed(timestep_embedding(t.to(x.dtype), self.width))
         c = c + self.pooled_embed(pooled)
         h = self.embed(torch.cat([x, fourier_features(x[..., :3], self.freqs)], dim=-1))
         for layer in self.layers:
@@ -87,7 +90,7 @@ def decode_children_tokens(
 ) -> Tensor:  # [P, C, child_dim]
     """Euler-integrate the child flow from noise for every parent, `chunk` parents at a time."""
     p = parents.shape[0]
-    c = children or decoder.cfg.children
+    c = children or decoder.children_n
     if noise is None:
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn(p, c, decoder.cfg.child_dim, generator=gen, dtype=parents.dtype).to(parents.device)

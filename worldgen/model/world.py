@@ -1,13 +1,15 @@
 """`WorldModel`: the set transformer, the detail decoder and the image encoder under one config.
 
 Public entry points the CLI calls:
-- `sample(model, cond, n=..., steps=..., guidance=..., seed=...)` -> coarse tokens [B, n, 14]
-- `decode_world(model, coarse_tokens, pooled, ...)` -> full-detail `Gaussians`
+- `sample(model, cond, n=..., steps=..., guidance=..., seed=...)` -> set tokens [B, n, 14]: coarse
+  Gaussians, or their groups when the model has a group level (`cfg.group_size`)
+- `decode_world(model, set_tokens, pooled, ...)` -> full-detail `Gaussians`
 - `save_model(model, path)` / `load_model(path)`: safetensors, the `ModelConfig` as JSON in the metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 FORMAT = "worldgen-model/1"
 Precision = Literal["auto", "bf16", "fp32"]
+GROUP_SEED_OFFSET = 1_000_003  # the group decoder's noise stream is not the detail decoder's
 
 
 def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype = torch.float32):
@@ -41,13 +44,19 @@ def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype 
 
 
 class WorldModel(nn.Module):
-    """backbone: coarse-set velocity; decoder: per-Gaussian detail; image: picture -> Condition."""
+    """backbone: set velocity; groups: group -> coarse Gaussians (optional); decoder: per-Gaussian detail;
+    image: picture -> Condition."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.backbone = SetTransformer(cfg)
         self.decoder = DetailDecoder(cfg)
+        self.groups = (
+            DetailDecoder(cfg, children=cfg.group_size, width=cfg.group_width, depth=cfg.group_depth)
+            if cfg.group_size
+            else None
+        )
         self.image = ImageEncoder(cfg)
         initialize_weights(self)
 
@@ -73,13 +82,13 @@ def sample(
     precision: Precision = "auto",
     noise: Tensor | None = None,  # [B, n, token_dim]; drawn from `seed` when None
     on_step: Callable[[int], None] | None = None,  # progress: called after each step with its number
-) -> Tensor:  # [B, n, token_dim] coarse tokens
-    """Sample coarse worlds: the guided rectified flow from i.i.d. noise, `steps` steps.
+) -> Tensor:  # [B, n, token_dim] set tokens (coarse Gaussians, or groups)
+    """Sample worlds' set tokens: the guided rectified flow from i.i.d. noise, `steps` steps.
 
     `precision="auto"` evaluates the velocity under bf16 autocast where the
     hardware has bf16 units (a float32 model only; the state stays float32).
     """
-    n = n or model.cfg.n_tokens
+    n = n or model.cfg.set_tokens
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
     p = next(model.parameters())
@@ -95,9 +104,33 @@ def sample(
         model.train(was_training)
 
 
+def _expand(
+    decoder: DetailDecoder, parents: Tensor, pooled: Tensor, *, steps: int, seed: int, precision: Precision
+) -> dict[str, Tensor]:  # physical fields, each [P * C, ...]
+    """Every parent token grows `decoder`'s children (in the world frame, scales inside the support)."""
+    p = next(decoder.parameters())
+    parents = parents.to(p.device, p.dtype)
+    with autocast_for(precision, p.device, p.dtype):
+        child = decode_children_tokens(decoder, parents, pooled.to(parents), steps=steps, seed=seed)
+    f = tok.decode_children(tok.decode(parents), child.to(parents.dtype))
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
+    flat["scales"] = flat["scales"].clamp(*tok.SAMPLE_SCALE_RANGE)
+    return flat
+
+
+def expand_groups(
+    model: WorldModel, groups: Tensor, pooled: Tensor, *, steps: int = 8, seed: int = 0, precision: Precision = "auto"
+) -> Tensor:  # [G * group_size, token_dim]
+    """Group tokens [G, token_dim] -> the coarse tokens of their members (the group decoder's flow)."""
+    if model.groups is None:
+        raise UsageError("this model has no group level (cfg.group_size is 0)")
+    f = _expand(model.groups, tok.clamp_to_support(groups), pooled, steps=steps, seed=seed, precision=precision)
+    return tok.encode(f["means"], f["quats"], f["scales"], f["opacities"], f["rgb"])
+
+
 def decode_world(
     model: WorldModel,
-    coarse: Tensor,  # [N, token_dim] one world's coarse tokens
+    tokens: Tensor,  # [n, token_dim] one world's set tokens (coarse Gaussians, or groups)
     pooled: Tensor,  # [cond_dim] its pooled condition
     *,
     detail: bool = True,
@@ -105,24 +138,30 @@ def decode_world(
     seed: int = 0,
     precision: Precision = "auto",
 ) -> Gaussians:
-    """Coarse tokens -> Gaussians; with `detail`, every coarse Gaussian becomes `cfg.children` children.
+    """Set tokens -> Gaussians: groups (if the model has them) become coarse Gaussians, and with
+    `detail` every coarse Gaussian becomes `cfg.children` children.
 
-    The coarse tokens are first pulled inside the data's support (`tokens.clamp_to_support`) and
+    Tokens are first pulled inside the data's support (`tokens.clamp_to_support`) and
     children's scales stay inside `tokens.SAMPLE_SCALE_RANGE`.
     """
-    coarse = tok.clamp_to_support(coarse)
+    if model.groups is not None:
+        tokens = expand_groups(model, tokens, pooled, seed=seed + GROUP_SEED_OFFSET, precision=precision)
+    coarse = tok.clamp_to_support(tokens)
     if not detail:
         return tok.tokens_to_gaussians(coarse)
-    p = next(model.parameters())
-    coarse = coarse.to(p.device, p.dtype)
-    with autocast_for(precision, p.device, p.dtype):
-        child = decode_children_tokens(model.decoder, coarse, pooled.to(coarse), steps=steps, seed=seed)
-    child = child.to(coarse.dtype)
-    parent = tok.decode(coarse)
-    f = tok.decode_children(parent, child)
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
-    flat["scales"] = flat["scales"].clamp(*tok.SAMPLE_SCALE_RANGE)
-    return Gaussians.from_rgb(flat["means"], flat["rgb"], flat["scales"], flat["opacities"], flat["quats"])
+    f = _expand(model.decoder, coarse, pooled, steps=steps, seed=seed, precision=precision)
+    return Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"])
+
+
+def with_group_level(model: WorldModel, size: int) -> WorldModel:
+    """`model` with a group level of `size` (0: none): every other weight is kept, a new group decoder starts fresh."""
+    if size == model.cfg.group_size:
+        return model
+    cfg = dataclasses.replace(model.cfg, group_size=size)  # checks size
+    out = WorldModel(cfg).to(next(model.parameters()).device)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("groups.")}
+    out.load_state_dict(kept, strict=False)  # only the group decoder's weights are missing
+    return out.train(model.training)
 
 
 # -- weights files ---------------------------------------------------------------------------

@@ -341,3 +341,38 @@ def build_lod(
     members = pick_members(assign[used], coarse_n, children, generator=gen)
     local = to_children_local(coarse, world[used][members], children)
     return Lod(coarse=coarse, children=local, assignment=assign)
+
+
+def build_groups(coarse: Gaussians, size: int, *, color_weight: float = 4.0, seed: int = 0) -> tuple[Gaussians, Tensor]:
+    """Cluster a coarse set into groups of exactly `size` members: the level above it.
+
+    Returns the group Gaussians (moment-matched, `len(coarse) // size` of them) and
+    `members` [G, size], the coarse rows of each group. Gaussians inside the
+    footprint's ball (|x| <= 32 m) and those beyond it (distant land, the sky) are
+    grouped apart, on position (the far ones in the tokens' contracted metric, so
+    that the sky shell is not one 500 m wide blur) and colour, with the balanced
+    median splits of `build_lod`. A group smaller than `size` repeats members, a
+    larger one leaves some out (at most a few per world).
+    """
+    from worldgen.model.tokens import HALF_EXTENT, contract
+
+    n = len(coarse)
+    if size < 1 or n % size:
+        raise UsageError(f"{n} coarse Gaussians do not split into groups of {size}")
+    k = n // size
+    gen = torch.Generator().manual_seed(int(seed))
+    coarse = coarse.to(dtype=torch.float32)
+    pos = contract(coarse.means / HALF_EXTENT) * HALF_EXTENT  # meters inside the ball, contracted beyond
+    feats = torch.cat([pos, coarse.rgb * color_weight], dim=1)
+    far = coarse.means.norm(dim=1) > HALF_EXTENT
+    masks = [m for m in (~far, far) if m.any()]
+    shares = share_budget([int(m.sum()) for m in masks], k)
+    assign = torch.empty(n, dtype=torch.long)
+    offset = 0
+    for mask, share in zip(masks, shares, strict=True):
+        rows = mask.nonzero()[:, 0]
+        assign[rows] = kd_split(feats[rows], share) + offset
+        offset += share
+    groups = moment_match(coarse, assign, k)
+    members = pick_members(assign, k, size, generator=gen).reshape(k, size)
+    return groups, members
