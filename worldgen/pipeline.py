@@ -121,7 +121,7 @@ def generate(
         cond = encode_text(prompt.strip())
 
     step_callback = (lambda i: on_step(i, steps)) if on_step is not None else None
-    coarse = sample(model, cond, steps=steps, guidance=guidance, seed=seed, on_step=step_callback)
-    world = decode_world(model, coarse[0], cond.pooled[0].to(dev), detail=detail, seed=seed)
+    tokens = sample(model, cond, steps=steps, guidance=guidance, seed=seed, on_step=step_callback)
+    world = decode_world(model, tokens[0], cond.pooled[0].to(dev), detail=detail, seed=seed)
     world, _ = world.to("cpu").sanitize()
     return world
