@@ -147,6 +147,26 @@ def test_image_conditioning_trains_the_image_encoder(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_decoder_loss_reads_the_views_condition_where_a_view_replaces_the_caption(monkeypatch):
+    import worldgen.train as T
+    from worldgen.model import WorldModel, get_config
+
+    data, _ = toy_worlds(4, 16, children=4)
+    data.views = torch.randint(0, 256, (4, 2, 40, 40, 3), dtype=torch.uint8)
+    model = WorldModel(get_config("tiny"))
+    seen = []
+    real = T.child_flow_loss
+    monkeypatch.setattr(T, "child_flow_loss", lambda dec, kids, parents, pooled, **kw: seen.append(pooled) or
+                        real(dec, kids, parents, pooled, **kw))  # fmt: skip
+    cfg = TrainConfig(model="tiny", batch_size=4, subset_n=8, decoder_parents=16, image_prob=1.0, precision="fp32",
+                      progress=False, out_dir="")  # fmt: skip
+    batch = T._next_batch(data, cfg, torch.Generator().manual_seed(0), model.cfg.children, torch.device("cpu"))
+    T._Objective(model)(*batch, cfg=cfg, gen=torch.Generator().manual_seed(0))
+    images, use_image, parent_world = batch[2], batch[3], batch[6]
+    assert bool(use_image.all()) and len(seen) == 1
+    assert torch.allclose(seen[0], model.image(images).pooled[parent_world])  # the view's, not the caption's
+
+
 def dataclass_replace(cfg: TrainConfig, **kw) -> TrainConfig:
     import dataclasses
 

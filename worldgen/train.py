@@ -36,7 +36,6 @@ import torch
 from torch import Tensor, nn
 
 from worldgen.errors import FormatError, UsageError
-from worldgen.gaussians import Gaussians
 from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
 from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
@@ -193,13 +192,10 @@ def with_groups(data: WorldSet, size: int) -> WorldSet:
 
     groups, members = [], []
     for w in range(data.coarse.shape[0]):
-        f = tok.decode(data.coarse[w])
-        g, m = build_groups(Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"]), size,
-                            seed=w)  # fmt: skip
+        g, m = build_groups(tok.tokens_to_gaussians(data.coarse[w]), size, seed=w)
         groups.append(tok.gaussians_to_tokens(g))
         members.append(m)
     return dataclasses.replace(data, groups=torch.stack(groups).float(), members=torch.stack(members))
-
 
 
 def world_set_from_shards(
@@ -412,13 +408,9 @@ class _Objective(nn.Module):
         cfg: TrainConfig,
         gen: torch.Generator,
     ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoders (detail + group)
-        loss_dec = x1.new_zeros(())
-        if kids is not None:
-            loss_dec = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
-        if members is not None:
-            loss_dec = loss_dec + child_flow_loss(self.model.groups, members, groups, cond.pooled[group_world],
-                                                  generator=gen)  # fmt: skip
+        decoders = (kids, parents, parent_world, members, groups, group_world)
         if cfg.stage == "decoder":
+            loss_dec = self._decoder_loss(cond, *decoders, gen=gen)
             return loss_dec, x1.new_zeros(()), loss_dec
         if images is not None and use_image is not None and bool(use_image.any()):
             img = self.model.image(images[use_image])  # Condition for the rows that use a view
@@ -429,7 +421,17 @@ class _Objective(nn.Module):
             cond = Condition(tokens, mask, pooled)
         loss_flow = flow_loss(self.model, x1, cond, cond_drop=cfg.cond_drop, pairing=cfg.pairing, t_dist=cfg.t_dist,
                               generator=gen)  # fmt: skip
+        loss_dec = self._decoder_loss(cond, *decoders, gen=gen)  # a world drawn with a view: the view's pooled vector
         return loss_flow + cfg.decoder_weight * loss_dec, loss_flow, loss_dec
+
+    def _decoder_loss(self, cond, kids, parents, parent_world, members, groups, group_world, *, gen) -> Tensor:
+        """The detail decoder's flow loss, plus the group decoder's where the batch has groups."""
+        loss = cond.pooled.new_zeros((), dtype=torch.float32)
+        if kids is not None:
+            loss = child_flow_loss(self.model.decoder, kids, parents, cond.pooled[parent_world], generator=gen)
+        if members is not None:
+            loss = loss + child_flow_loss(self.model.groups, members, groups, cond.pooled[group_world], generator=gen)
+        return loss
 
 
 @dataclass
