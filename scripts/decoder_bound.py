@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=("truth", "detail", "groups"), default="detail")
     ap.add_argument("--sets", nargs="+", default=["heldout_phrasing", "heldout_combination"])
     ap.add_argument("--per-set", type=int, default=8)
+    ap.add_argument("--decoder-steps", type=int, default=4, help="Euler steps of each decoder flow (decode_world's 4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-o", "--out", default="bound-report")
     args = ap.parse_args()
@@ -60,8 +61,10 @@ def main() -> None:
         pooled = encode_text(prompt).pooled[0]
         if args.mode == "groups":
             groups, _ = build_groups(lod.coarse, model.cfg.group_size, seed=seed)
-            return decode_world(model, tok.gaussians_to_tokens(groups), pooled, seed=seed).sanitize()[0]
-        return decode_world(plain, tok.gaussians_to_tokens(lod.coarse), pooled, seed=seed).sanitize()[0]
+            tokens, m = tok.gaussians_to_tokens(groups), model
+        else:
+            tokens, m = tok.gaussians_to_tokens(lod.coarse), plain
+        return decode_world(m, tokens, pooled, seed=seed, steps=args.decoder_steps).sanitize()[0]
 
     result = evaluate(cfg, rebuild, generator_name=f"true coarse sets, rebuilt: {args.mode} ({args.weights})")
     print(f"report -> {write_report(result, args.out)['markdown']}")

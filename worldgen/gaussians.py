@@ -290,21 +290,22 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
 
 
 def rotmat_to_quat(rotation: Tensor) -> Tensor:
-    """Unit quaternion (w >= 0) of a rotation matrix, numerically stable branch. [3, 3] -> [4]"""
+    """Unit quaternions (w >= 0) of proper rotation matrices, batched, numerically stable. [..., 3, 3] -> [..., 4]"""
     m = rotation.to(torch.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    candidates = torch.stack(
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    cands = torch.stack(
         [
-            torch.stack([1 + trace, m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]]),
-            torch.stack([m[2, 1] - m[1, 2], 1 + m[0, 0] - m[1, 1] - m[2, 2], m[0, 1] + m[1, 0], m[0, 2] + m[2, 0]]),
-            torch.stack([m[0, 2] - m[2, 0], m[0, 1] + m[1, 0], 1 - m[0, 0] + m[1, 1] - m[2, 2], m[1, 2] + m[2, 1]]),
-            torch.stack([m[1, 0] - m[0, 1], m[0, 2] + m[2, 0], m[1, 2] + m[2, 1], 1 - m[0, 0] - m[1, 1] + m[2, 2]]),
-        ]
-    )
-    q = candidates[int(candidates.norm(dim=1).argmax())]
-    q = q / q.norm()
-    q = q if q[0] >= 0 else -q
-    return q.to(rotation.dtype)
+            torch.stack([1 + m00 + m11 + m22, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
+            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
+        ],
+        dim=-2,
+    )  # [..., 4, 4]: row i is 4 q_i times q, the best conditioned where q_i is the largest component
+    best = cands.norm(dim=-1).argmax(-1)
+    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
+    q = torch.nn.functional.normalize(q, dim=-1)
+    return (q * torch.where(q[..., :1] < 0, -1.0, 1.0)).to(rotation.dtype)
 
 
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from worldgen.errors import UsageError
-from worldgen.gaussians import Gaussians, quat_multiply, quat_to_rotmat
+from worldgen.gaussians import Gaussians, quat_multiply, quat_to_rotmat, rotmat_to_quat
 
 #: floor on a coarse Gaussian's scale, meters (keeps local offsets bounded)
 MIN_PARENT_SCALE = 0.01
@@ -225,29 +225,11 @@ def moment_match(g: Gaussians, assign: Tensor, k: int) -> Gaussians:
     evals, evecs = torch.linalg.eigh(cov.double())
     evecs = evecs * torch.where(torch.linalg.det(evecs) < 0, -1.0, 1.0)[:, None, None].to(evecs)  # proper rotation
     scales = evals.clamp_min(MIN_PARENT_SCALE**2).sqrt().to(g.dtype)
-    quats = rotmats_to_quats(evecs).to(g.dtype)
+    quats = rotmat_to_quat(evecs).to(g.dtype)
     rgb = torch.zeros(k, 3, dtype=g.dtype).index_add_(0, assign, w * g.rgb) / wsum
     count = torch.bincount(assign, minlength=k).to(g.dtype)
     opac = (wsum[:, 0] / count).clamp(0, 1)
     return Gaussians.from_rgb(mean, rgb.clamp(0, 1), scales, opac, quats)
-
-
-def rotmats_to_quats(m: Tensor) -> Tensor:
-    """Unit quaternions (w >= 0) of proper rotation matrices, batched. [..., 3, 3] -> [..., 4]"""
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    cands = torch.stack(
-        [
-            torch.stack([1 + m00 + m11 + m22, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
-        ],
-        dim=-2,
-    )  # [..., 4, 4]: each row is 4*q_i times q for one choice of largest component
-    best = cands.norm(dim=-1).argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
-    q = torch.nn.functional.normalize(q, dim=-1)
-    return q * torch.where(q[..., :1] < 0, -1.0, 1.0).to(q)
 
 
 def pick_members(assign: Tensor, k: int, children: int, *, generator: torch.Generator) -> Tensor:
