@@ -16,7 +16,9 @@ model's detail decoder uses the second.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -265,6 +267,23 @@ def share_budget(sizes: list[int], total: int) -> list[int]:
     return share
 
 
+def _cluster_parts(
+    feats: Tensor,  # [N, D]
+    parts: list[tuple[Tensor, int]],  # (mask [N] bool, clusters k) per part
+    split: Callable[[Tensor, int], Tensor],  # features [M, D], k -> cluster of each row [M] in [0, k)
+) -> Tensor:  # [N] long: cluster of every row, numbered on across the parts (-1: in no part)
+    """Cluster each part of the rows on its own, so that no cluster mixes two parts."""
+    assign = torch.full((len(feats),), -1, dtype=torch.long)
+    offset = 0
+    for mask, k in parts:
+        if k == 0:
+            continue
+        rows = mask.nonzero()[:, 0]
+        assign[rows] = split(feats[rows], k) + offset
+        offset += k
+    return assign
+
+
 def build_lod(
     world: Gaussians,
     *,
@@ -303,21 +322,13 @@ def build_lod(
         masks = [(layers == v) & ~sky_mask for v in layers[~sky_mask].unique().tolist()]
         groups = list(zip(masks, share_budget([int(m.sum()) for m in masks], coarse_n - n_sky), strict=True))
     groups.append((sky_mask, n_sky))
-    assign = torch.full((len(world),), -1, dtype=torch.long)
-    offset = 0
-    for mask, k in groups:
-        if k == 0:
-            continue
-        rows = mask.nonzero()[:, 0]
-        g = world[rows]
-        feats = torch.cat([g.means, g.rgb * color_weight], dim=1)
-        if method == "kmeans":
-            assign[rows] = kmeans(feats, k, iters=iters, generator=gen) + offset
-        elif method == "kdtree":
-            assign[rows] = kd_split(feats, k) + offset
-        else:
-            raise UsageError(f"method must be 'kdtree' or 'kmeans', got {method!r}")
-        offset += k
+    if method == "kmeans":
+        split = partial(kmeans, iters=iters, generator=gen)
+    elif method == "kdtree":
+        split = kd_split
+    else:
+        raise UsageError(f"method must be 'kdtree' or 'kmeans', got {method!r}")
+    assign = _cluster_parts(torch.cat([world.means, world.rgb * color_weight], dim=1), groups, split)
     used = assign >= 0
     coarse = moment_match(world[used], assign[used], coarse_n)
     members = pick_members(assign[used], coarse_n, children, generator=gen)
@@ -349,12 +360,7 @@ def build_groups(coarse: Gaussians, size: int, *, color_weight: float = 4.0, see
     far = coarse.means.norm(dim=1) > HALF_EXTENT
     masks = [m for m in (~far, far) if m.any()]
     shares = share_budget([int(m.sum()) for m in masks], k)
-    assign = torch.empty(n, dtype=torch.long)
-    offset = 0
-    for mask, share in zip(masks, shares, strict=True):
-        rows = mask.nonzero()[:, 0]
-        assign[rows] = kd_split(feats[rows], share) + offset
-        offset += share
+    assign = _cluster_parts(feats, list(zip(masks, shares, strict=True)), kd_split)
     groups = moment_match(coarse, assign, k)
     members = pick_members(assign, k, size, generator=gen).reshape(k, size)
     return groups, members
