@@ -17,6 +17,10 @@ from worldgen.model import tokens as tok
 from worldgen.model.config import PRESETS, ModelConfig
 
 
+#: the set attentions under test: full, induced, and induced with local (distance-biased) blocks
+ATTENTIONS = {"full": {"attention": "full"}, "isab": {"attention": "isab"}, "local": {"attention": "isab", "local_blocks": 2}}
+
+
 def micro_config(**kw) -> ModelConfig:
     """A dim-16 model that runs in milliseconds."""
     base = dict(
@@ -113,11 +117,11 @@ def test_nan_tokens_raise():
 # -- the backbone ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attention", ["full", "isab"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 @settings(max_examples=10)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 40))
 def test_backbone_is_permutation_equivariant_float64(attention: str, seed: int, n: int):
-    cfg = micro_config(attention=attention)
+    cfg = micro_config(**ATTENTIONS[attention])
     model = randomize(WorldModel(cfg), seed=seed % 1000).double()
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, n, cfg.token_dim, generator=gen, dtype=torch.float64)
@@ -140,9 +144,9 @@ def test_untrained_model_predicts_zero_velocity():
     assert torch.equal(kids, torch.zeros_like(kids))
 
 
-@pytest.mark.parametrize("attention", ["full", "isab"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_no_parameter_depends_on_set_size_and_sizes_transfer(attention: str):
-    cfg = micro_config(attention=attention)
+    cfg = micro_config(**ATTENTIONS[attention])
     model = randomize(WorldModel(cfg))
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     other = WorldModel(dataclasses.replace(cfg, n_tokens=cfg.n_tokens * 2 + 1))
@@ -202,6 +206,56 @@ def test_group_level_config_and_adding_it_to_trained_weights():
     assert all(torch.equal(v, kept[k]) for k, v in grouped.state_dict().items() if not k.startswith("groups."))
     assert all(float(p.abs().max()) == 0 for p in grouped.groups.head.parameters())  # a fresh, zero-velocity decoder
     assert with_group_level(grouped, 0).groups is None
+
+
+def test_local_blocks_config_placement_and_adding_them_to_trained_weights():
+    with pytest.raises(UsageError, match="local_blocks"):
+        micro_config(local_blocks=3)  # more than depth
+    with pytest.raises(UsageError, match="local_sigma"):
+        micro_config(local_sigma=(0.2, 0.1))
+    cfg = micro_config(depth=6, local_blocks=2, local_sigma=(0.05, 0.4))
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    model = WorldModel(cfg)
+    assert model.backbone.local_after == [2, 5] and len(model.backbone.local) == 2
+    sigma = model.backbone.local[0].attn.log_sigma.exp()
+    torch.testing.assert_close(sigma[[0, -1]], torch.tensor([0.05, 0.4]))
+
+    from worldgen.model.world import with_local_blocks
+
+    flat = randomize(WorldModel(micro_config()))
+    grown = with_local_blocks(flat, 2)
+    kept = flat.state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in grown.state_dict().items() if not k.startswith("backbone.local."))
+    x, t = torch.randn(2, 12, flat.cfg.token_dim), torch.rand(2)
+    cond = random_condition(2, flat.cfg.cond_dim, dtype=torch.float32)
+    torch.testing.assert_close(grown(x, t, cond), flat(x, t, cond), rtol=0, atol=0)  # zero-gated: the same map
+    randomize(grown.backbone.local)
+    assert (grown(x, t, cond) - flat(x, t, cond)).abs().max() > 1e-3
+    assert with_local_blocks(grown, 0).backbone.local_after == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_local_attention_matches_the_written_out_distance_bias(dtype):
+    from worldgen.model.set_transformer import LocalAttention, _local_attention_reference
+
+    attn = randomize(LocalAttention(16, 2, sigma=(0.05, 0.3)), std=0.2).double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 50, 16, generator=gen, dtype=torch.float64)
+    pos = 1.8 * torch.rand(2, 50, 3, generator=gen, dtype=torch.float64) - 0.9  # |p|^2 / sigma^2 up to ~1e3
+    c = torch.randn(2, 16, generator=gen, dtype=torch.float64)
+    q, k, v = attn.qkv(x).view(2, 50, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    sigma = (attn.log_sigma + attn.sigma_shift(c)).exp()
+    want = attn.proj(_local_attention_reference(q, k, v, pos, sigma).transpose(1, 2).reshape(2, 50, 16))
+    if dtype == torch.float64:
+        torch.testing.assert_close(attn(x, pos, c), want, rtol=0, atol=1e-10)
+    else:  # under bf16 autocast the biased logits are formed in float32: only the projections round
+        with torch.autocast("cpu", torch.bfloat16):
+            got = attn.float()(x.float(), pos.float(), c.float())
+        assert (got.double() - want).abs().max() < 0.05 * want.abs().max()
+    near = _local_attention_reference(q, k, v, pos, torch.full_like(sigma, 1e-3))
+    nearest = torch.cdist(pos, pos).argmin(-1)  # itself: a tiny sigma attends to the token alone
+    torch.testing.assert_close(near, v[:, :, torch.arange(50)].expand_as(near))
+    assert torch.equal(nearest, torch.arange(50).expand(2, 50))
 
 
 @pytest.mark.parametrize("group_size", [0, 3])

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_model import micro_config, random_condition, randomize
+from tests.test_model import ATTENTIONS, micro_config, random_condition, randomize
 from worldgen.errors import UsageError
 from worldgen.model import WorldModel, decode_world, sample
 from worldgen.model import tokens as tok
@@ -17,11 +17,11 @@ from worldgen.model.flow import _round_plan, _sinkhorn_pairing_reference, flow_l
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
-@pytest.mark.parametrize("attention", ["full", "isab"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 @settings(max_examples=6)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 30), guidance=st.floats(1.0, 5.0))
 def test_sampler_permutes_with_the_noise_at_every_step(method: str, attention: str, seed: int, n: int, guidance: float):
-    cfg = micro_config(attention=attention)
+    cfg = micro_config(**ATTENTIONS[attention])
     model = randomize(WorldModel(cfg), seed=seed % 997, std=0.2).double().eval()
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(2, n, cfg.token_dim, generator=gen, dtype=torch.float64)

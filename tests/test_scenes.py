@@ -132,6 +132,14 @@ def test_worldgen_train_on_scenes_fine_tunes_given_weights(tmp_path, capsys):
     assert (recorded["subset_n"], recorded["t_dist"]) == (0, "uniform")
     assert json.loads(read_metadata(out / "model.safetensors")["train_config"])["t_dist"] == "logit_normal"  # the preset's
 
+    code = main(["train", str(root), "--out", str(tmp_path / "local"), "--preset", "tiny", "--steps", "1",
+                 "--batch-size", "2", "--init", str(tmp_path / "init.safetensors"), "--local-blocks", "1",
+                 "--threads", "1"])  # fmt: skip
+    assert code == 0
+    grown = load_model(tmp_path / "local" / "model.safetensors")
+    assert grown.cfg.local_blocks == 1 and len(grown.backbone.local) == 1
+    assert float((grown.backbone.embed[0].weight - start.backbone.embed[0].weight).abs().max()) < 0.05
+
 
 def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):
     cfg = get_config("tiny")

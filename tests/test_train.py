@@ -19,9 +19,10 @@ from worldgen.model.flow import child_flow_loss
 from worldgen.train import TrainConfig, learning_rate, load_checkpoint, toy_worlds, train, train_config
 
 
-def test_tiny_preset_learns_the_condition(tmp_path):
+@pytest.mark.parametrize("local_blocks", [0, 1])
+def test_tiny_preset_learns_the_condition(tmp_path, local_blocks: int):
     data, labels = toy_worlds(64, 128, children=8)
-    cfg = train_config("tiny", out_dir=str(tmp_path), progress=False)
+    cfg = train_config("tiny", out_dir=str(tmp_path), progress=False, model_overrides={"local_blocks": local_blocks})
     result = train(cfg, data)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.6 * first, (first, last)
@@ -29,6 +30,7 @@ def test_tiny_preset_learns_the_condition(tmp_path):
     assert result.step == cfg.steps and result.samples_per_s > 0
     # the weights file loads, and sampling follows the condition: each class gets its own ground colour
     model = load_model(tmp_path / "model.safetensors")
+    assert model.cfg.local_blocks == local_blocks
     class_rgb = torch.stack([data.coarse[labels == k][..., tok.RGB].mean((0, 1)) for k in range(4)])
     hits = 0
     for k in range(4):

@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
                                                             "groups that a group decoder expands (0: off; default: the "
                                                             "preset's, or --init's). With --init, the loaded weights "
                                                             "keep theirs and a new group decoder starts fresh."),
+        local_blocks: Optional[int] = typer.Option(None, help="Blocks of distance-biased self-attention added to the "
+                                                              "set model (0: none; default: the preset's, or --init's). "
+                                                              "With --init, new blocks start zero-gated."),
         decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's loss "
                                                                  "(default: the preset's)."),
         t_dist: Optional[str] = typer.Option(None, help="Flow times drawn in training: logit_normal (more weight "
@@ -103,13 +106,16 @@ def register(app: typer.Typer) -> None:
         model = None
         if init is not None:
             from worldgen.model import load_model
-            from worldgen.model.world import with_group_level
+            from worldgen.model.world import with_group_level, with_local_blocks
 
             model = load_model(init)
             if group_size is not None:
                 model = with_group_level(model, group_size)
-        elif group_size is not None:
-            overrides["model_overrides"] = {"group_size": group_size}
+            if local_blocks is not None:
+                model = with_local_blocks(model, local_blocks)
+        elif group_size is not None or local_blocks is not None:
+            grown = {"group_size": group_size, "local_blocks": local_blocks}
+            overrides["model_overrides"] = {k: v for k, v in grown.items() if v is not None}
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
                            **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)

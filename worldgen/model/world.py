@@ -157,10 +157,27 @@ def with_group_level(model: WorldModel, size: int) -> WorldModel:
     """`model` with a group level of `size` (0: none): every other weight is kept, a new group decoder starts fresh."""
     if size == model.cfg.group_size:
         return model
-    cfg = dataclasses.replace(model.cfg, group_size=size)  # checks size
+    return _regrown(model, dataclasses.replace(model.cfg, group_size=size), fresh="groups.")  # replace() checks size
+
+
+def with_local_blocks(model: WorldModel, n: int) -> WorldModel:
+    """`model` with `n` local-attention blocks: every other weight is kept, the local blocks start fresh.
+
+    Fresh blocks are zero-gated (adaLN-Zero), so the grown model computes exactly
+    what `model` did until training moves them.
+    """
+    if n == model.cfg.local_blocks:
+        return model
+    return _regrown(model, dataclasses.replace(model.cfg, local_blocks=n), fresh="backbone.local.")
+
+
+def _regrown(model: WorldModel, cfg: ModelConfig, *, fresh: str) -> WorldModel:
+    """A `cfg` model holding `model`'s weights, except those under `fresh`, which start from initialisation."""
     out = WorldModel(cfg).to(next(model.parameters()).device)
-    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("groups.")}
-    out.load_state_dict(kept, strict=False)  # only the group decoder's weights are missing
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith(fresh)}
+    missing, unexpected = out.load_state_dict(kept, strict=False)
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise UsageError(f"weights do not fit the grown model: missing {missing}, unexpected {unexpected}")
     return out.train(model.training)
 
 
