@@ -2,7 +2,8 @@
 
 - sampling: seconds per world for `steps` Euler steps with classifier-free
   guidance (both branches in one batch), at N coarse Gaussians, per preset
-  and attention kind (full SDPA vs induced-set attention);
+  and attention kind (full SDPA vs induced-set attention, with or without
+  local blocks);
 - detail: seconds to grow N coarse Gaussians into N x children splats;
 - training: samples/s of one optimiser step at the preset's subset size,
   bf16 autocast vs fp32;
@@ -11,6 +12,7 @@
     python benchmarks/bench_model.py            # N=2048, presets small and base
     python benchmarks/bench_model.py --quick    # small sizes, seconds
     python benchmarks/bench_model.py --threads 1   # on a shared machine: no OpenMP barrier stalls
+    python benchmarks/bench_model.py --presets small --attention isab --local-blocks 0,2 --skip detail,training,pairing
 """
 
 from __future__ import annotations
@@ -59,20 +61,24 @@ def randomized(model: WorldModel) -> WorldModel:
     return model.eval()
 
 
-def bench_sampling(presets: list[str], n: int, steps: int, attentions: list[str], precisions: list[str]) -> None:
+def bench_sampling(
+    presets: list[str], n: int, steps: int, attentions: list[str], precisions: list[str], local_blocks: list[int]
+) -> None:
     print(f"\n## sampling: N={n}, {steps} Euler steps, guidance 3 (seconds per world)")
     cond = fake_condition()
     for name in presets:
         for attention in attentions:
-            cfg = get_config(name, attention=attention)
-            model = randomized(WorldModel(cfg))
-            params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
-            for prec in precisions:
-                s = timed(
-                    lambda: sample(model, cond, n=n, steps=steps, guidance=3.0, seed=0, precision=prec),
-                    warmup=lambda: sample(model, cond, n=n, steps=1, guidance=3.0, seed=0, precision=prec),
-                )
-                print(f"{name:5s} {attention:4s} {params:5.1f}M params  {prec}: {s:6.2f} s  {cpu_note()}")
+            for local in local_blocks:
+                cfg = get_config(name, attention=attention, local_blocks=local)
+                model = randomized(WorldModel(cfg))
+                params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
+                kind = f"{attention}+{local} local" if local else attention
+                for prec in precisions:
+                    s = timed(
+                        lambda: sample(model, cond, n=n, steps=steps, guidance=3.0, seed=0, precision=prec),
+                        warmup=lambda: sample(model, cond, n=n, steps=1, guidance=3.0, seed=0, precision=prec),
+                    )
+                    print(f"{name:5s} {kind:12s} {params:5.1f}M params  {prec}: {s:6.2f} s  {cpu_note()}")
 
 
 def bench_detail(presets: list[str], n: int) -> None:
@@ -131,6 +137,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--attention", default="full,isab", help="comma-separated: full, isab")
     ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    ap.add_argument("--local-blocks", default="0", help="comma-separated counts of local-attention blocks to add")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: sampling, detail, training, pairing")
     args = ap.parse_args()
@@ -144,7 +151,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     skip = set(args.skip.split(","))
     if "sampling" not in skip:
-        bench_sampling(presets, n, steps, args.attention.split(","), args.precision.split(","))
+        local_counts = [int(k) for k in args.local_blocks.split(",")]
+        bench_sampling(presets, n, steps, args.attention.split(","), args.precision.split(","), local_counts)
     if "detail" not in skip:
         bench_detail(presets, n)
     if "training" not in skip:
