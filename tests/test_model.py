@@ -18,7 +18,11 @@ from worldgen.model.config import PRESETS, ModelConfig
 
 
 #: the set attentions under test: full, induced, and induced with local (distance-biased) blocks
-ATTENTIONS = {"full": {"attention": "full"}, "isab": {"attention": "isab"}, "local": {"attention": "isab", "local_blocks": 2}}
+ATTENTIONS = {
+    "full": {"attention": "full"},
+    "isab": {"attention": "isab"},
+    "local": {"attention": "isab", "local_blocks": 2},
+}
 
 
 def micro_config(**kw) -> ModelConfig:
@@ -253,9 +257,7 @@ def test_local_attention_matches_the_written_out_distance_bias(dtype):
             got = attn.float()(x.float(), pos.float(), c.float())
         assert (got.double() - want).abs().max() < 0.05 * want.abs().max()
     near = _local_attention_reference(q, k, v, pos, torch.full_like(sigma, 1e-3))
-    nearest = torch.cdist(pos, pos).argmin(-1)  # itself: a tiny sigma attends to the token alone
-    torch.testing.assert_close(near, v[:, :, torch.arange(50)].expand_as(near))
-    assert torch.equal(nearest, torch.arange(50).expand(2, 50))
+    torch.testing.assert_close(near, v)  # a tiny sigma attends to the token alone
 
 
 @pytest.mark.parametrize("group_size", [0, 3])

@@ -113,9 +113,10 @@ def register(app: typer.Typer) -> None:
                 model = with_group_level(model, group_size)
             if local_blocks is not None:
                 model = with_local_blocks(model, local_blocks)
-        elif group_size is not None or local_blocks is not None:
-            grown = {"group_size": group_size, "local_blocks": local_blocks}
-            overrides["model_overrides"] = {k: v for k, v in grown.items() if v is not None}
+        else:
+            grown = {k: v for k, v in {"group_size": group_size, "local_blocks": local_blocks}.items() if v is not None}
+            if grown:
+                overrides["model_overrides"] = grown
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
                            **overrides)  # fmt: skip
         typer.echo(f"reading {data} ...", err=True)

@@ -32,7 +32,7 @@ class ModelConfig:
     inducing: int = 64  # inducing points per block when attention == "isab"
     cross_attention: bool = True  # attend to the condition tokens (text words / image patches)
     local_blocks: int = 0  # extra blocks of distance-biased full self-attention (a soft neighbourhood per head)
-    local_sigma: tuple[float, float] = (1 / 32, 8 / 32)  # their heads' initial lengths, smallest..largest (token units: 32 m)
+    local_sigma: tuple[float, float] = (1 / 32, 8 / 32)  # their heads' initial lengths, lo..hi (token units: 32 m)
     token_dim: int = TOKEN_DIM
     cond_dim: int = TEXT_DIM  # width of condition tokens and the pooled condition
     # -- sampling defaults (no parameter depends on them) --
@@ -65,7 +65,7 @@ class ModelConfig:
             raise UsageError("group_size must be 0 (off) or >= 2, group_width and group_depth positive")
         if self.group_size and self.n_tokens % self.group_size:
             raise UsageError(f"n_tokens {self.n_tokens} is not divisible by group_size {self.group_size}")
-        if self.local_blocks < 0 or (self.local_blocks > self.depth):
+        if not 0 <= self.local_blocks <= self.depth:
             raise UsageError(f"local_blocks must be between 0 and depth ({self.depth}), got {self.local_blocks}")
         if not 0 < self.local_sigma[0] <= self.local_sigma[1]:
             raise UsageError(f"local_sigma must be two lengths 0 < lo <= hi, got {self.local_sigma}")
