@@ -159,10 +159,31 @@ def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):
     moved = {k for k, v in start.items() if not torch.equal(v, tuned[k])}
     assert moved and all(k.startswith("decoder.") for k in moved)
     assert main(["train", str(root), "--out", str(tmp_path / "r2"), "--stage", "backbone"]) == 2
-    assert "stage must be joint or decoder" in capsys.readouterr().err
+    assert "stage must be joint, decoder or water" in capsys.readouterr().err
 
 
 def test_worldgen_train_refuses_a_file(tmp_path, capsys):
     (tmp_path / "x.ply").write_bytes(b"")
     assert main(["train", str(tmp_path / "x.ply"), "--out", str(tmp_path / "run")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_worldgen_train_water_stage_grows_and_trains_only_a_water_head(tmp_path, capsys):
+    cfg = get_config("tiny")
+    root = _scenes(tmp_path / "f", splats=cfg.n_tokens * 2)
+    (root / "scene0.txt").write_text("a red hill\n")
+    (root / "scene1.txt").write_text("a blue lake\n")
+    torch.manual_seed(0)
+    save_model(WorldModel(cfg), tmp_path / "init.safetensors")
+    start = load_model(tmp_path / "init.safetensors").state_dict()
+    out = tmp_path / "run"
+    code = main(["train", str(root), "--out", str(out), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+                 "--stage", "water", "--water-width", "16", "--decoder-parents", "64",
+                 "--init", str(tmp_path / "init.safetensors"), "--threads", "1"])  # fmt: skip
+    assert code == 0
+    assert "step 2: water loss" in capsys.readouterr().out
+    tuned = load_model(out / "model.safetensors")
+    assert tuned.cfg.water_width == 16
+    assert all(torch.equal(v, tuned.state_dict()[k]) for k, v in start.items())  # everything else as it was
+    assert main(["train", str(root), "--out", str(tmp_path / "bare"), "--preset", "tiny", "--steps", "1",
+                 "--stage", "water", "--init", str(tmp_path / "init.safetensors"), "--threads", "1"]) == 2  # no head

@@ -40,6 +40,7 @@ from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
 from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
 from worldgen.model.set_transformer import Condition
+from worldgen.model.water import water_loss
 from worldgen.model.world import WorldModel, autocast_for, save_model
 
 CHECKPOINT_FORMAT = "worldgen-checkpoint/1"
@@ -62,10 +63,11 @@ class TrainConfig:
     cond_drop: float = 0.1  # condition dropout for classifier-free guidance
     pairing: Pairing = "sinkhorn"  # minibatch OT between noise and data tokens of each set ("none": independent)
     t_dist: TimeDist = "logit_normal"
-    decoder_parents: int = 256  # parents per step for the detail decoder's loss (0 = off)
+    decoder_parents: int = 256  # parents per step for the detail decoder's and the water head's losses (0 = off)
     group_parents: int = 1024  # groups per step for the group decoder's loss (models with a group level)
     decoder_weight: float = 1.0
-    stage: Literal["joint", "decoder"] = "joint"  # "decoder": train the decoders alone, the set model frozen
+    stage: Literal["joint", "decoder", "water"] = "joint"  # "decoder" / "water": train the decoders / the water
+    # head alone, the rest frozen
     image_prob: float = 0.25  # chance that a world is conditioned on one of its views (needs views)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     threads: int = 0  # torch CPU threads (0: torch's default); 1 avoids OpenMP stalls on a busy shared CPU
@@ -83,10 +85,10 @@ class TrainConfig:
             raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
             raise UsageError("cond_drop and image_prob must lie in [0, 1]")
-        if self.stage not in ("joint", "decoder"):
-            raise UsageError(f"stage must be joint or decoder, got {self.stage!r}")
-        if self.stage == "decoder" and self.decoder_parents < 1:
-            raise UsageError("stage 'decoder' needs decoder_parents >= 1")
+        if self.stage not in ("joint", "decoder", "water"):
+            raise UsageError(f"stage must be joint, decoder or water, got {self.stage!r}")
+        if self.stage != "joint" and self.decoder_parents < 1:
+            raise UsageError(f"stage {self.stage!r} needs decoder_parents >= 1")
         for name, allowed in (("t_dist", get_args(TimeDist)), ("pairing", get_args(Pairing))):  # the flow's own lists
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be {' or '.join(allowed)}, got {getattr(self, name)!r}")
@@ -407,8 +409,11 @@ class _Objective(nn.Module):
         group_world: Tensor | None,  # [G]
         cfg: TrainConfig,
         gen: torch.Generator,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, decoders (detail + group)
+    ) -> tuple[Tensor, Tensor, Tensor]:  # total, flow, per-Gaussian heads (detail + group decoders, water)
         decoders = (kids, parents, parent_world, members, groups, group_world)
+        if cfg.stage == "water":
+            loss_water = self._water_loss(cond, parents, parent_world, gen=gen)
+            return loss_water, x1.new_zeros(()), loss_water
         if cfg.stage == "decoder":
             loss_dec = self._decoder_loss(cond, *decoders, gen=gen)
             return loss_dec, x1.new_zeros(()), loss_dec
@@ -422,7 +427,8 @@ class _Objective(nn.Module):
         loss_flow = flow_loss(self.model, x1, cond, cond_drop=cfg.cond_drop, pairing=cfg.pairing, t_dist=cfg.t_dist,
                               generator=gen)  # fmt: skip
         loss_dec = self._decoder_loss(cond, *decoders, gen=gen)  # a world drawn with a view: the view's pooled vector
-        return loss_flow + cfg.decoder_weight * loss_dec, loss_flow, loss_dec
+        loss_water = self._water_loss(cond, parents, parent_world, gen=gen)
+        return loss_flow + cfg.decoder_weight * loss_dec + loss_water, loss_flow, loss_dec + loss_water
 
     def _decoder_loss(self, cond, kids, parents, parent_world, members, groups, group_world, *, gen) -> Tensor:
         """The detail decoder's flow loss, plus the group decoder's where the batch has groups."""
@@ -433,13 +439,20 @@ class _Objective(nn.Module):
             loss = loss + child_flow_loss(self.model.groups, members, groups, cond.pooled[group_world], generator=gen)
         return loss
 
+    def _water_loss(self, cond, parents, parent_world, *, gen) -> Tensor:
+        """The water head's loss on the batch's coarse Gaussians (zero for a model without one)."""
+        if self.model.water is None or parents is None:
+            return cond.pooled.new_zeros((), dtype=torch.float32)
+        return water_loss(self.model.water, parents, cond.pooled[parent_world], generator=gen)
+
 
 @dataclass
 class TrainResult:
     model: WorldModel
     losses: list[float]  # flow loss per step (this run's steps only)
-    decoder_losses: list[float]  # the detail decoder's loss, plus the group decoder's where there is one
-    samples_per_s: float  # worlds per second (parents per second in the decoder stage)
+    decoder_losses: list[float]  # the detail decoder's loss, plus the group decoder's and the water head's where
+    # the model has them
+    samples_per_s: float  # worlds per second (parents per second in the decoder and water stages)
     step: int  # the global step reached
 
 
@@ -473,11 +486,14 @@ def train(
     elif not size and data.groups is not None:
         data = dataclasses.replace(data, groups=None, members=None)
     model.requires_grad_(True)
-    if cfg.stage == "decoder":  # the set model and image encoder stay as they are
+    if cfg.stage == "water" and model.water is None:
+        raise UsageError("stage 'water' needs a model with a water head (ModelConfig.water_width > 0)")
+    if cfg.stage != "joint":  # the set model and image encoder stay as they are
         model.requires_grad_(False)
-        model.decoder.requires_grad_(True)
-        if model.groups is not None:
-            model.groups.requires_grad_(True)
+        trained = [model.water] if cfg.stage == "water" else [model.decoder, model.groups]
+        for part in trained:
+            if part is not None:
+                part.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(cfg.seed * 1000003 + rank)
@@ -517,7 +533,7 @@ def train(
             losses.append(lf)
             dec_losses.append(ld)
             dt = time.perf_counter() - t0
-            done = (cfg.decoder_parents if cfg.stage == "decoder" else cfg.batch_size) * world  # parents or worlds
+            done = (cfg.decoder_parents if cfg.stage != "joint" else cfg.batch_size) * world  # parents or worlds
             rate = 0.9 * rate + 0.1 * (done / dt) if rate else done / dt
             if progress is not None:
                 progress.update(step, lf, ld, rate)
@@ -554,7 +570,7 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
                                       coarse["opacities"], coarse["rgb"])  # fmt: skip
         groups, members, group_world = groups.to(device), members.to(device), group_world.to(device)
     kids = parents = parent_world = None
-    if data.children is not None and cfg.decoder_parents > 0:
+    if cfg.decoder_parents > 0 and (data.children is not None or cfg.stage == "water"):
         pick = torch.randint(b * k, (cfg.decoder_parents,), generator=gen)
         parent_world = pick // k
         parent_row = rows.reshape(-1)[pick]
@@ -562,12 +578,13 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
             slot = torch.randint(data.members.shape[-1], (cfg.decoder_parents,), generator=gen)
             parent_row = data.members[idx[parent_world], parent_row, slot]
         parents = data.coarse[idx[parent_world], parent_row].to(device)
-        kids = data.children[idx[parent_world], parent_row]  # [P, C_data, D]
-        if kids.shape[1] > children:  # train on a random subset of each parent's children
-            sub = torch.randperm(kids.shape[1], generator=gen)[:children]
-            kids = kids[:, sub]
-        kids = kids.to(device=device, dtype=torch.float32)
         parent_world = parent_world.to(device)
+        if data.children is not None and cfg.stage != "water":
+            kids = data.children[idx[parent_world.cpu()], parent_row]  # [P, C_data, D]
+            if kids.shape[1] > children:  # train on a random subset of each parent's children
+                sub = torch.randperm(kids.shape[1], generator=gen)[:children]
+                kids = kids[:, sub]
+            kids = kids.to(device=device, dtype=torch.float32)
     return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world, members, groups, group_world
 
 
@@ -645,7 +662,7 @@ def load_checkpoint(
 
 
 class _Progress:
-    """Step, flow loss, decoder loss and rate: a rich bar on a terminal, else a log line now and then."""
+    """Step, flow loss, the per-Gaussian heads' loss and rate: a rich bar on a terminal, else a log line now and then."""
 
     def __init__(self, cfg: TrainConfig, *, start: int) -> None:
         from rich.console import Console
@@ -656,8 +673,9 @@ class _Progress:
         console = Console(stderr=True)
         self.live = console.is_terminal
         self.log_every = self.every * 10  # plain log lines (a file, CI) come less often than bar updates
-        self.decoder_only = cfg.stage == "decoder"  # no flow loss to show
-        self.fields = ("" if self.decoder_only else "loss {task.fields[loss]:.4f}  ") + "dec {task.fields[dec]:.4f}"
+        self.decoder_only = cfg.stage != "joint"  # no flow loss to show
+        self.head = "water" if cfg.stage == "water" else "dec"
+        self.fields = ("" if self.decoder_only else "loss {task.fields[loss]:.4f}  ") + self.head + " {task.fields[dec]:.4f}"
         self.unit = "parents/s" if self.decoder_only else "samples/s"
         self.bar = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -671,7 +689,7 @@ class _Progress:
         if self.live and step % self.every == 0:
             self.bar.update(self.task, completed=step, loss=loss, dec=dec, rate=rate)
         elif not self.live and (step % self.log_every == 0 or step == self.total):
-            losses = f"dec {dec:.4f}" if self.decoder_only else f"loss {loss:.4f}  dec {dec:.4f}"
+            losses = f"{self.head} {dec:.4f}" if self.decoder_only else f"loss {loss:.4f}  dec {dec:.4f}"
             print(f"train step {step}/{self.total}  {losses}  {rate:.1f} {self.unit}", file=sys.stderr, flush=True)
 
     def close(self) -> None:

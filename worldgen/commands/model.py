@@ -73,8 +73,9 @@ def register(app: typer.Typer) -> None:
                                                           "(checkpoint-stable.safetensors keeps the state before)."),
         init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
                                                        "on your scenes) instead of a fresh model."),
-        stage: str = typer.Option("joint", help="joint: the set model and the decoders; decoder: the decoders "
-                                                 "alone, the set model frozen (use with --init)."),
+        stage: str = typer.Option("joint", help="joint: the set model, the decoders and the water head; decoder: "
+                                                 "the decoders alone; water: the water head alone (the rest frozen; "
+                                                 "use these two with --init)."),
         group_size: Optional[int] = typer.Option(None, help="Coarse Gaussians per set token: the set model generates "
                                                             "groups that a group decoder expands (0: off; default: the "
                                                             "preset's, or --init's). With --init, the loaded weights "
@@ -82,8 +83,11 @@ def register(app: typer.Typer) -> None:
         local_blocks: Optional[int] = typer.Option(None, help="Blocks of distance-biased self-attention added to the "
                                                               "set model (0: none; default: the preset's, or --init's). "
                                                               "With --init, new blocks start zero-gated."),
-        decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's loss "
-                                                                 "(default: the preset's)."),
+        water_width: Optional[int] = typer.Option(None, help="Width of the water head, which lays water onto the "
+                                                             "water level (0: none; default: the preset's, or --init's). "
+                                                             "With --init, a new head starts fresh."),
+        decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's and "
+                                                                 "the water head's losses (default: the preset's)."),
         t_dist: Optional[str] = typer.Option(None, help="Flow times drawn in training: logit_normal (more weight "
                                                          "mid-path) or uniform (as much near the data; default: the "
                                                          "preset's)."),
@@ -106,15 +110,18 @@ def register(app: typer.Typer) -> None:
         model = None
         if init is not None:
             from worldgen.model import load_model
-            from worldgen.model.world import with_group_level, with_local_blocks
+            from worldgen.model.world import with_group_level, with_local_blocks, with_water_head
 
             model = load_model(init)
             if group_size is not None:
                 model = with_group_level(model, group_size)
             if local_blocks is not None:
                 model = with_local_blocks(model, local_blocks)
+            if water_width is not None:
+                model = with_water_head(model, water_width)
         else:
-            grown = {k: v for k, v in {"group_size": group_size, "local_blocks": local_blocks}.items() if v is not None}
+            grown = {k: v for k, v in {"group_size": group_size, "local_blocks": local_blocks,
+                                       "water_width": water_width}.items() if v is not None}  # fmt: skip
             if grown:
                 overrides["model_overrides"] = grown
         cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
@@ -133,9 +140,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
         result = run_training(cfg, worlds, model=model)
         _leave_process_group()
-        tail = (result.decoder_losses if cfg.stage == "decoder" else result.losses)[-50:]
+        tail = (result.decoder_losses if cfg.stage != "joint" else result.losses)[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
-        what, unit = ("decoder loss", "parents/s") if cfg.stage == "decoder" else ("loss", "samples/s")
+        what, unit = {"joint": ("loss", "samples/s"), "decoder": ("decoder loss", "parents/s"),
+                      "water": ("water loss", "parents/s")}[cfg.stage]  # fmt: skip
         typer.echo(f"step {result.step}: {what} {loss:.4f}, {result.samples_per_s:.1f} {unit} -> {out / 'model.safetensors'}")
 
 

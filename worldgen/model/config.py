@@ -47,6 +47,9 @@ class ModelConfig:
     group_size: int = 0
     group_width: int = 128
     group_depth: int = 3
+    # -- the water head (0: none): which coarse Gaussians are water, so decoding lays them on the water level
+    #    (`worldgen.model.water`; measured, in no preset) --
+    water_width: int = 0
     # -- the image encoder (its patch tokens carry 2-D positions; the set does not) --
     image_size: int = 128
     patch: int = 16
@@ -65,6 +68,8 @@ class ModelConfig:
             raise UsageError("group_size must be 0 (off) or >= 2, group_width and group_depth positive")
         if self.group_size and self.n_tokens % self.group_size:
             raise UsageError(f"n_tokens {self.n_tokens} is not divisible by group_size {self.group_size}")
+        if self.water_width < 0:
+            raise UsageError(f"water_width must be 0 (no water head) or positive, got {self.water_width}")
         if not 0 <= self.local_blocks <= self.depth:
             raise UsageError(f"local_blocks must be between 0 and depth ({self.depth}), got {self.local_blocks}")
         if not 0 < self.local_sigma[0] <= self.local_sigma[1]:

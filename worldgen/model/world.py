@@ -26,6 +26,7 @@ from worldgen.model.decoder import DetailDecoder, decode_children_tokens
 from worldgen.model.flow import draw_noise, integrate
 from worldgen.model.image import ImageEncoder
 from worldgen.model.set_transformer import Condition, SetTransformer, initialize_weights
+from worldgen.model.water import WaterHead, lay_flat, settle_tokens
 from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 FORMAT = "worldgen-model/1"
@@ -45,7 +46,7 @@ def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype 
 
 class WorldModel(nn.Module):
     """backbone: set velocity; groups: group -> coarse Gaussians (optional); decoder: per-Gaussian detail;
-    image: picture -> Condition."""
+    water: which coarse Gaussians are water (optional); image: picture -> Condition."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -57,6 +58,7 @@ class WorldModel(nn.Module):
             if cfg.group_size
             else None
         )
+        self.water = WaterHead(cfg.token_dim, cfg.cond_dim, cfg.water_width) if cfg.water_width else None
         self.image = ImageEncoder(cfg)
         initialize_weights(self)
 
@@ -142,15 +144,32 @@ def decode_world(
     `detail` every coarse Gaussian becomes `cfg.children` children.
 
     Tokens are first pulled inside the data's support (`tokens.clamp_to_support`) and
-    children's scales stay inside `tokens.SAMPLE_SCALE_RANGE`.
+    children's scales stay inside `tokens.SAMPLE_SCALE_RANGE`. Where the model has a water head,
+    the coarse Gaussians it reads as water, and their children, lie flat on the water level
+    (`worldgen.model.water`).
     """
     if model.groups is not None:
         tokens = expand_groups(model, tokens, pooled, seed=seed + GROUP_SEED_OFFSET, precision=precision)
     coarse = tok.clamp_to_support(tokens)
+    wet = water_mask(model, coarse, pooled)
+    coarse = settle_tokens(coarse, wet)
     if not detail:
         return tok.tokens_to_gaussians(coarse)
     f = _expand(model.decoder, coarse, pooled, steps=steps, seed=seed, precision=precision)
+    if wet.any():
+        kids = wet.to(f["means"].device).repeat_interleave(model.cfg.children)
+        f["means"][kids], f["quats"][kids], f["scales"][kids] = lay_flat(f["means"][kids], f["quats"][kids],
+                                                                       f["scales"][kids])  # fmt: skip
     return Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"])
+
+
+def water_mask(model: WorldModel, coarse: Tensor, pooled: Tensor) -> Tensor:  # [n, D], [C] -> [n] bool
+    """Which coarse tokens the model's water head reads as water (none without a head)."""
+    if model.water is None:
+        return torch.zeros(coarse.shape[:-1], dtype=torch.bool, device=coarse.device)
+    with torch.no_grad():
+        p = next(model.water.parameters())
+        return model.water(coarse.to(p), pooled.to(p)) > 0.0  # P(water) > 0.5
 
 
 def with_group_level(model: WorldModel, size: int) -> WorldModel:
@@ -169,6 +188,13 @@ def with_local_blocks(model: WorldModel, n: int) -> WorldModel:
     if n == model.cfg.local_blocks:
         return model
     return _regrown(model, dataclasses.replace(model.cfg, local_blocks=n), fresh="backbone.local.")
+
+
+def with_water_head(model: WorldModel, width: int) -> WorldModel:
+    """`model` with a water head of `width` (0: none): every other weight is kept, a new head starts fresh."""
+    if width == model.cfg.water_width:
+        return model
+    return _regrown(model, dataclasses.replace(model.cfg, water_width=width), fresh="water.")
 
 
 def _regrown(model: WorldModel, cfg: ModelConfig, *, fresh: str) -> WorldModel:
