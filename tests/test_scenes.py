@@ -141,14 +141,19 @@ def test_worldgen_train_on_scenes_fine_tunes_given_weights(tmp_path, capsys):
     assert float((grown.backbone.embed[0].weight - start.backbone.embed[0].weight).abs().max()) < 0.05
 
 
-def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):
+def _captioned_scenes_and_init(tmp_path):
+    """Two captioned scenes for the tiny preset, and fresh tiny weights at tmp_path/init.safetensors (their state)."""
     cfg = get_config("tiny")
     root = _scenes(tmp_path / "f", splats=cfg.n_tokens * 2)
     (root / "scene0.txt").write_text("a red hill\n")
     (root / "scene1.txt").write_text("a blue lake\n")
     torch.manual_seed(0)
     save_model(WorldModel(cfg), tmp_path / "init.safetensors")
-    start = load_model(tmp_path / "init.safetensors").state_dict()
+    return root, load_model(tmp_path / "init.safetensors").state_dict()
+
+
+def test_worldgen_train_decoder_stage_keeps_the_set_model(tmp_path, capsys):
+    root, start = _captioned_scenes_and_init(tmp_path)
     out = tmp_path / "run"
     code = main(["train", str(root), "--out", str(out), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
                  "--stage", "decoder", "--decoder-parents", "16", "--init", str(tmp_path / "init.safetensors"),
@@ -169,13 +174,7 @@ def test_worldgen_train_refuses_a_file(tmp_path, capsys):
 
 
 def test_worldgen_train_water_stage_grows_and_trains_only_a_water_head(tmp_path, capsys):
-    cfg = get_config("tiny")
-    root = _scenes(tmp_path / "f", splats=cfg.n_tokens * 2)
-    (root / "scene0.txt").write_text("a red hill\n")
-    (root / "scene1.txt").write_text("a blue lake\n")
-    torch.manual_seed(0)
-    save_model(WorldModel(cfg), tmp_path / "init.safetensors")
-    start = load_model(tmp_path / "init.safetensors").state_dict()
+    root, start = _captioned_scenes_and_init(tmp_path)
     out = tmp_path / "run"
     code = main(["train", str(root), "--out", str(out), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
                  "--stage", "water", "--water-width", "16", "--decoder-parents", "64",
