@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from worldgen.errors import UsageError
-from worldgen.gaussians import quat_to_rotmat
+from worldgen.gaussians import covariance, quat_to_rotmat
 from worldgen.model import Condition, WorldModel, get_config, load_model, save_model
 from worldgen.model import tokens as tok
 from worldgen.model.water import WATER_THICKNESS, lay_flat, settle_tokens, water_labels
@@ -16,11 +16,6 @@ from worldgen.train import TrainConfig, WorldSet, train
 
 #: the tiny preset with a water head (no preset has one)
 WET = {"water_width": 32}
-
-
-def covariance(quats, scales):
-    rot = quat_to_rotmat(quats)
-    return rot @ torch.diag_embed(scales.square()) @ rot.transpose(-1, -2)
 
 
 def test_labels_are_the_water_layer_of_a_procedural_world():

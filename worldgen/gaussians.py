@@ -121,8 +121,7 @@ class Gaussians:
 
     def covariances(self) -> Tensor:
         """World-frame covariances R S S^T R^T. [N, 3, 3]"""
-        m = self.rotation_matrices() * self.scales[:, None, :]  # R @ diag(s)
-        return m @ m.transpose(-1, -2)
+        return covariance(self.quats, self.scales)
 
     def bounds(self) -> tuple[Tensor, Tensor]:
         """Axis-aligned bounds of the means: (min [3], max [3])."""
@@ -287,6 +286,19 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
         ],
         dim=-1,
     ).reshape(*quats.shape[:-1], 3, 3)  # fmt: skip
+
+
+def covariance(quats: Tensor, scales: Tensor) -> Tensor:
+    """Covariances R S S^T R^T of quaternions and per-axis scales. [..., 4], [..., 3] -> [..., 3, 3]"""
+    m = quat_to_rotmat(quats) * scales[..., None, :]  # R @ diag(s)
+    return m @ m.transpose(-1, -2)
+
+
+def shortest_axis(quats: Tensor, scales: Tensor) -> Tensor:
+    """Unit axis of the smallest scale (a flat splat's normal). [..., 4], [..., 3] -> [..., 3]"""
+    rot = quat_to_rotmat(quats)  # columns are the local axes
+    short = scales.argmin(-1)[..., None, None].expand(*rot.shape[:-1], 1)
+    return torch.gather(rot, -1, short)[..., 0]
 
 
 def rotmat_to_quat(rotation: Tensor) -> Tensor:

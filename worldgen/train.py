@@ -574,13 +574,14 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
         pick = torch.randint(b * k, (cfg.decoder_parents,), generator=gen)
         parent_world = pick // k
         parent_row = rows.reshape(-1)[pick]
+        owner = idx[parent_world]  # the data world of each parent
         if data.members is not None:  # rows are groups: any member of the group is a parent
             slot = torch.randint(data.members.shape[-1], (cfg.decoder_parents,), generator=gen)
-            parent_row = data.members[idx[parent_world], parent_row, slot]
-        parents = data.coarse[idx[parent_world], parent_row].to(device)
+            parent_row = data.members[owner, parent_row, slot]
+        parents = data.coarse[owner, parent_row].to(device)
         parent_world = parent_world.to(device)
         if data.children is not None and cfg.stage != "water":
-            kids = data.children[idx[parent_world.cpu()], parent_row]  # [P, C_data, D]
+            kids = data.children[owner, parent_row]  # [P, C_data, D]
             if kids.shape[1] > children:  # train on a random subset of each parent's children
                 sub = torch.randperm(kids.shape[1], generator=gen)[:children]
                 kids = kids[:, sub]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from worldgen.gaussians import Gaussians
+from worldgen.gaussians import Gaussians, shortest_axis
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ def _hue_sat(rgb: Tensor) -> tuple[Tensor, Tensor]:
 
 def _normals(g: Gaussians) -> tuple[Tensor, Tensor]:
     """Unit normal (the axis of the smallest scale) and flatness (smallest / largest scale). ([N, 3], [N])"""
-    R = g.rotation_matrices()  # [N, 3, 3], columns are the local axes
-    k = g.scales.argmin(1)
-    n = R.gather(2, k[:, None, None].expand(-1, 3, 1))[..., 0]
+    n = shortest_axis(g.quats, g.scales)
     flat = g.scales.min(1).values / g.scales.max(1).values.clamp_min(1e-9)
     return n, flat
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worldgen.gaussians import quat_to_rotmat, rotmat_to_quat
+from worldgen.gaussians import covariance, rotmat_to_quat, shortest_axis
 from worldgen.model import tokens as tok
 from worldgen.procedural.terrain import WATER_LEVEL
 
@@ -56,24 +56,16 @@ class WaterHead(nn.Module):
 
 def water_labels(means: Tensor, quats: Tensor, scales: Tensor, *, tol: float = 2e-3) -> Tensor:  # -> [...] bool
     """Which procedural coarse Gaussians are water: on the water level (within `tol` m) and lying flat."""
-    return ((means[..., 2] - WATER_LEVEL).abs() < tol) & (_normal(quats, scales)[..., 2].abs() > 0.99)
-
-
-def _normal(quats: Tensor, scales: Tensor) -> Tensor:  # [..., 4], [..., 3] -> [..., 3] the shortest axis
-    rot = quat_to_rotmat(quats)
-    short = scales.argmin(-1)[..., None, None].expand(*rot.shape[:-1], 1)
-    return torch.gather(rot, -1, short)[..., 0]
+    return ((means[..., 2] - WATER_LEVEL).abs() < tol) & (shortest_axis(quats, scales)[..., 2].abs() > 0.99)
 
 
 def lay_flat(means: Tensor, quats: Tensor, scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gaussians moved onto the water level as flat sheets: the footprint of each (its covariance seen from
     above) is kept, its height becomes `WATER_LEVEL` and its thickness `WATER_THICKNESS` (or half its
     narrowest width, for smaller ones)."""
-    rot = quat_to_rotmat(quats)
-    cov = rot @ torch.diag_embed(scales.square()) @ rot.transpose(-1, -2)
-    var, axes = torch.linalg.eigh(cov[..., :2, :2])  # ascending; axes [..., 2, 2] in columns
+    var, axes = torch.linalg.eigh(covariance(quats, scales)[..., :2, :2])  # ascending; axes [..., 2, 2] in columns
     axes = torch.stack([axes[..., 0], axes[..., 1] * torch.det(axes)[..., None]], dim=-1)  # a proper rotation
-    flat = torch.zeros_like(rot)
+    flat = torch.zeros(*axes.shape[:-2], 3, 3, dtype=axes.dtype, device=axes.device)
     flat[..., :2, :2] = axes
     flat[..., 2, 2] = 1.0
     sx = var.clamp_min(0).sqrt()
@@ -98,7 +90,7 @@ def water_loss(head: WaterHead, tokens: Tensor, pooled: Tensor, *, generator: to
     """Binary cross-entropy of `head` on data coarse tokens [P, D] (their pooled conditions [P, C]), labelled by
     `water_labels` and read through noise (`TRAIN_NOISE`), so that it holds on tokens that miss the plane."""
     g = tok.decode(tokens.float())
-    labels = water_labels(g["means"], g["quats"], g["scales"]).to(tokens.dtype)
+    labels = water_labels(g["means"], g["quats"], g["scales"])
     std = torch.full((tokens.shape[-1],), TRAIN_NOISE)
     std[2] = TRAIN_HEIGHT_NOISE  # z, the last entry of the position slice
     noise = torch.randn(tokens.shape, generator=generator) * std
