@@ -46,8 +46,8 @@ def test_without_the_model_module(tmp_path, monkeypatch, capsys) -> None:
         (["--prompts", "nope"], "unknown prompt set"),
         (["--seeds", "1"], "at least 2"),
         (["--per-set", "0"], "at least 1"),
-        (["--steps", "0"], "--steps must be at least 1"),
-        (["--guidance", "-1"], "--guidance at least 0"),
+        (["--steps", "0"], "steps must be >= 1"),
+        (["--guidance", "-1"], "guidance must be >= 0"),
         (["--judge", "/nonexistent/judge.safetensors"], "No such file"),
     ],
 )

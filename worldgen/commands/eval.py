@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, check_sampler
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +35,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"unknown prompt set {s!r}; choose from: {', '.join(PROMPT_SETS)}, all")
         if per_set < 1:
             raise UsageError(f"--per-set must be at least 1, got {per_set}")
-        if steps < 1 or not guidance >= 0:
-            raise UsageError(f"--steps must be at least 1 and --guidance at least 0, got {steps} and {guidance}")
+        check_sampler(steps, guidance)
         if seeds < 2 or ref_seeds < 2:
             raise UsageError("--seeds and --ref-seeds must be at least 2 (diversity and 1-NNA need pairs)")
         if judge is not None and not judge.exists():
