@@ -328,7 +328,10 @@ def initialize_weights(module: nn.Module) -> None:
 
     Linear layers: Xavier-uniform weights, zero biases. adaLN modulations and
     all output heads: zero, so each block starts as the identity and an
-    untrained model predicts zero velocity. Inducing points: small normal.
+    untrained model predicts zero velocity. Inducing points: unit normal, so
+    that they stand apart from each other by more than the conditioning `c`
+    that is added to all of them (norm ~5); at std 0.02 they start, and stay,
+    one point repeated m times, and ISAB reads the set through one summary.
     """
     for m in module.modules():
         if isinstance(m, nn.Linear):
@@ -346,6 +349,6 @@ def initialize_weights(module: nn.Module) -> None:
             nn.init.normal_(m.null_pooled, std=0.02)
             nn.init.normal_(m.null_token, std=0.02)
         if isinstance(m, InducedAttention):
-            nn.init.normal_(m.points, std=0.02)
+            nn.init.normal_(m.points, std=1.0)
         if hasattr(m, "zero_init_head"):
             m.zero_init_head()
