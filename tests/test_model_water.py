@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -165,11 +167,5 @@ def test_joint_training_trains_the_water_head_too():
     cfg = TrainConfig(model="tiny", model_overrides=WET, steps=0, batch_size=4, subset_n=16, decoder_parents=32,
                       progress=False, precision="fp32", out_dir="")  # fmt: skip
     before = {k: v.clone() for k, v in train(cfg, data).model.water.state_dict().items()}
-    after = train(dataclass_replace(cfg, steps=3), data).model.water.state_dict()
+    after = train(dataclasses.replace(cfg, steps=3), data).model.water.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before)
-
-
-def dataclass_replace(cfg, **kw):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
