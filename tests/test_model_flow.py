@@ -13,7 +13,14 @@ from worldgen.model import WorldModel, decode_world, sample
 from worldgen.model import tokens as tok
 from worldgen.model.decoder import decode_children_tokens
 from worldgen.model.world import GROUP_SEED_OFFSET
-from worldgen.model.flow import _round_plan, _sinkhorn_pairing_reference, flow_loss, integrate, sinkhorn_pairing
+from worldgen.model.flow import (
+    _round_plan,
+    _sinkhorn_pairing_reference,
+    flow_loss,
+    integrate,
+    prompt_gain,
+    sinkhorn_pairing,
+)
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
@@ -162,6 +169,30 @@ def test_flow_loss_has_gradients_and_pairing_shortens_targets():
         plain = flow_loss(model, x1, cond, generator=torch.Generator().manual_seed(1))
         paired = flow_loss(model, x1, cond, pairing="sinkhorn", generator=torch.Generator().manual_seed(1))
     assert paired < plain
+
+
+def test_prompt_gain_is_zero_for_a_model_blind_to_its_prompt_and_not_for_one_that_reads_it():
+    cfg = micro_config()
+    x1 = torch.randn(3, 16, cfg.token_dim)
+    cond = random_condition(3, cfg.cond_dim, dtype=torch.float32)
+
+    def blind(xt, t, c, drop):  # the straight-line velocity's guess from x_t alone
+        return xt * 0.5
+
+    def reads(xt, t, c, drop):  # knows the world where it sees the prompt, guesses 0 where it is dropped
+        out = x1 - xt  # (1 - t)(x1 - x0): the target, short by t < 0.3
+        return torch.where(drop[:, None, None], torch.zeros_like(out), out)
+
+    def gain(velocity, seed: int) -> tuple[float, float]:
+        return prompt_gain(velocity, x1, cond, generator=torch.Generator().manual_seed(seed))
+
+    with_prompt, without = gain(blind, 0)
+    assert with_prompt == without > 0
+    with_prompt, without = gain(reads, 0)
+    assert with_prompt < 0.2 * without
+    assert gain(reads, 0) == gain(reads, 0) != gain(reads, 1)  # the noise and t come from the generator
+    untrained = gain(WorldModel(cfg), 0)  # a zero-initialised head predicts 0 with the prompt or without
+    assert untrained[0] == untrained[1]
 
 
 def test_bf16_sampling_stays_close_to_fp32():

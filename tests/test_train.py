@@ -28,6 +28,8 @@ def test_tiny_preset_learns_the_condition(tmp_path, local_blocks: int):
     assert last < 0.6 * first, (first, last)
     assert sum(result.decoder_losses[-10:]) < 0.8 * sum(result.decoder_losses[:10])
     assert result.step == cfg.steps and result.samples_per_s > 0
+    ((step, with_prompt, without),) = result.prompt_gains  # the tiny preset saves no checkpoint on the way
+    assert step == cfg.steps and without > 1.15 * with_prompt, result.prompt_gains  # it reads its prompt
     # the weights file loads, and sampling follows the condition: each class gets its own ground colour
     model = load_model(tmp_path / "model.safetensors")
     assert model.cfg.local_blocks == local_blocks
@@ -62,8 +64,9 @@ def test_tiny_preset_learns_with_a_group_level(tmp_path):
 def test_resume_continues_bit_for_bit(tmp_path):
     data, _ = toy_worlds(8, 32, children=4)
     base = dict(model="tiny", steps=6, batch_size=2, subset_n=16, decoder_parents=8, precision="fp32",
-                ckpt_every=0, progress=False, warmup=2)  # fmt: skip
+                ckpt_every=2, progress=False, warmup=2)  # fmt: skip
     straight = train(TrainConfig(**base, out_dir=str(tmp_path / "a")), data)
+    assert [step for step, *_ in straight.prompt_gains] == [2, 4, 6]  # probed at checkpoints, without disturbing
     train(TrainConfig(**{**base, "steps": 3}, out_dir=str(tmp_path / "b")), data)
     resumed = train(TrainConfig(**base, out_dir=str(tmp_path / "b")), data)
     assert resumed.step == 6 and len(resumed.losses) == 3
@@ -180,6 +183,8 @@ def test_bad_configs():
         train_config("enormous")
     with pytest.raises(UsageError):
         TrainConfig(batch_size=0)
+    with pytest.raises(UsageError, match="probe_worlds"):
+        TrainConfig(probe_worlds=-1)
     with pytest.raises(UsageError):
         TrainConfig(precision="fp8")
     with pytest.raises(UsageError, match="t_dist must be uniform or logit_normal"):

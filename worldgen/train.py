@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from worldgen.errors import FormatError, UsageError
 from worldgen.model import tokens as tok
 from worldgen.model.config import get_config
-from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss
+from worldgen.model.flow import Pairing, TimeDist, child_flow_loss, flow_loss, prompt_gain
 from worldgen.model.set_transformer import Condition
 from worldgen.model.water import water_loss
 from worldgen.model.world import WorldModel, autocast_for, save_model
@@ -74,13 +74,15 @@ class TrainConfig:
     out_dir: str = "runs/world"
     ckpt_every: int = 500
     log_every: int = 10
+    probe_worlds: int = 8  # worlds in the fixed batch on which every checkpoint logs how much the model reads its
+    # prompt (`prompt_gain`; 0 = off)
     seed: int = 0
     resume: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.subset_n < 0 or self.lr <= 0 or self.group_parents < 0:
-            raise UsageError("steps >= 0, batch_size >= 1, subset_n >= 0, group_parents >= 0 and lr > 0 are required")
+        if min(self.steps, self.subset_n, self.group_parents, self.probe_worlds) < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise UsageError("steps, subset_n, group_parents and probe_worlds >= 0, batch_size >= 1 and lr > 0 are required")
         if not 0 <= self.cooldown <= self.steps:
             raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
@@ -454,6 +456,8 @@ class TrainResult:
     # the model has them
     samples_per_s: float  # worlds per second (parents per second in the decoder and water stages)
     step: int  # the global step reached
+    prompt_gains: list[tuple[int, float, float]] = field(default_factory=list)  # (step, flow loss at t < 0.3 with the
+    # prompt, without it) on a fixed batch, at every checkpoint and at the end
 
 
 def train(
@@ -511,6 +515,8 @@ def train(
     dec_losses: list[float] = []
     rate = 0.0
     progress = _Progress(cfg, start=step) if (cfg.progress and rank == 0) else None
+    probe = _PromptProbe(cfg, data, device) if (rank == 0 and cfg.probe_worlds and cfg.stage == "joint") else None
+    gains: list[tuple[int, float, float]] = []
     try:
         while step < cfg.steps:
             t0 = time.perf_counter()
@@ -539,13 +545,43 @@ def train(
                 progress.update(step, lf, ld, rate)
             if rank == 0 and cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
+                if probe is not None and step < cfg.steps:
+                    gains.append(probe(model, step, autocast))
     finally:
         if progress is not None:
             progress.close()
+    if probe is not None:
+        gains.append(probe(model, step, autocast))
     if rank == 0 and cfg.out_dir:
         save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
         save_model(model, out / "model.safetensors", extra={"train_config": cfg.to_json(), "step": str(step)})
-    return TrainResult(model.eval(), losses, dec_losses, rate, step)
+    return TrainResult(model.eval(), losses, dec_losses, rate, step, gains)
+
+
+class _PromptProbe:
+    """`prompt_gain` on one batch fixed for the whole run (worlds, captions, noise and t), logged at checkpoints.
+
+    A model can fit the worlds and still hardly read its prompt (the flow loss alone does not
+    tell); the gap between the two losses shows it early, without sampling or judging.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: WorldSet, device: torch.device) -> None:
+        gen = torch.Generator().manual_seed(cfg.seed + 1)  # apart from the training batches
+        idx = torch.randint(len(data), (cfg.probe_worlds,), generator=gen)
+        x1, cond, _ = data.batch(idx, cfg.subset_n, gen)
+        self.x1, self.cond, self.pairing, self.seed = x1.to(device), cond.to(device), cfg.pairing, cfg.seed + 2
+        self.log = cfg.progress
+
+    def __call__(self, model: WorldModel, step: int, autocast) -> tuple[int, float, float]:
+        gen = torch.Generator().manual_seed(self.seed)  # the same noise and t every time
+        model.eval()
+        with autocast:
+            cond, uncond = prompt_gain(model, self.x1, self.cond, pairing=self.pairing, generator=gen)
+        model.train()
+        if self.log:
+            print(f"probe step {step}  flow loss at t < 0.3: {cond:.4f} with the prompt, {uncond:.4f} without "
+                  f"({100 * (uncond / cond - 1):+.0f}%)", file=sys.stderr, flush=True)  # fmt: skip
+        return step, cond, uncond
 
 
 def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children: int, device: torch.device):
