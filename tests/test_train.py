@@ -16,7 +16,7 @@ from worldgen.errors import UsageError
 from worldgen.model import load_model, sample
 from worldgen.model import tokens as tok
 from worldgen.model.flow import child_flow_loss
-from worldgen.train import TrainConfig, learning_rate, load_checkpoint, toy_worlds, train, train_config
+from worldgen.train import TrainConfig, budget_end, learning_rate, load_checkpoint, toy_worlds, train, train_config
 
 
 @pytest.mark.parametrize("local_blocks", [0, 1])
@@ -102,6 +102,40 @@ def test_cooldown_keeps_the_stable_checkpoint_to_extend(tmp_path):
     extended = train(TrainConfig(**base, steps=8, out_dir=str(tmp_path / "c")), data)
     assert extended.losses == longer.losses[4:]
     assert cooled.losses[:4] == longer.losses[:4] and cooled.losses[4:] != longer.losses[4:6]
+
+
+def test_a_time_budget_ends_the_run_where_its_steps_fit_and_cools_down_before(tmp_path, monkeypatch):
+    from worldgen import train as train_module
+
+    ticks = iter(range(100))  # a clock read once before the loop and once per step: one second a step
+    monkeypatch.setattr(train_module, "_clock", lambda: float(next(ticks)))
+    data, _ = toy_worlds(8, 32, children=4)
+    cfg = TrainConfig(model="tiny", steps=10**6, minutes=20 / 60, cooldown=5, batch_size=2, subset_n=16,
+                      decoder_parents=8, warmup=2, ckpt_every=0, progress=False, out_dir=str(tmp_path))  # fmt: skip
+    lrs: list[float] = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda opt, *a, **k: (lrs.append(opt.param_groups[0]["lr"]),
+                                                                        real_step(opt, *a, **k))[1])  # fmt: skip
+    result = train(cfg, data)
+    assert result.step == len(result.losses) == 20  # 20 s of budget at one second a step
+    assert lrs[:15] == [learning_rate(cfg, s) for s in range(15)]  # the run's own schedule until the cool-down
+    assert lrs[15:] == pytest.approx([cfg.lr * k / 6 for k in (5, 4, 3, 2, 1)])  # then down towards zero by the end
+    assert (tmp_path / "checkpoint-stable.safetensors").exists() and (tmp_path / "model.safetensors").exists()
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors", result.model, torch.optim.AdamW(
+        result.model.parameters()), torch.Generator()) == 20  # fmt: skip
+
+
+def test_budget_end_follows_the_pace_and_holds_still_in_the_cool_down():
+    cfg = TrainConfig(steps=1000, minutes=1.0, cooldown=10)
+    assert budget_end(cfg, step=10, end=1000, done=10, elapsed=5.0) == 120  # 55 s left at 0.5 s a step
+    assert budget_end(cfg, step=10, end=1000, done=10, elapsed=0.5) == 1000  # the steps end first
+    assert budget_end(cfg, step=100, end=1000, done=100, elapsed=59.0) == 110  # never a shorter cool-down ...
+    assert budget_end(cfg, step=105, end=110, done=105, elapsed=59.5) == 110  # ... and no moving end inside it
+    assert budget_end(cfg, step=105, end=110, done=105, elapsed=60.0) == 105  # past the budget: the end is now
+    with pytest.raises(UsageError, match="minutes"):
+        TrainConfig(minutes=-1.0)
+    with pytest.raises(UsageError, match="minutes"):
+        TrainConfig(minutes=float("nan"))
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
@@ -209,6 +243,12 @@ def test_ddp_under_torchrun_with_gloo(tmp_path):
         gathered = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, w)
         assert dist.get_world_size() == 2 and torch.equal(gathered[0], gathered[1])
+        # a time budget on clocks that disagree (rank 1's runs twice as fast): both ranks end together
+        import worldgen.train as T
+        T._clock = (lambda ticks: lambda: float(next(ticks)))(iter(range(0, 100, 1 + dist.get_rank())))
+        b = train(TrainConfig(model="tiny", steps=1000, minutes=10 / 60, batch_size=2, subset_n=16, decoder_parents=8,
+                              progress=False, precision="fp32", out_dir={str(tmp_path / "budget")!r}), data)
+        print("rank", dist.get_rank(), "budget", b.step)
         print("rank", dist.get_rank(), "ok")
         gc.collect()  # free DDP's reducer and pending work before the group goes (else gloo can abort at exit)
         dist.barrier()
@@ -220,6 +260,7 @@ def test_ddp_under_torchrun_with_gloo(tmp_path):
                           text=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ok") == 2
+    assert proc.stdout.count("budget 5") == 2  # the slower clock's 5 steps, not rank 0's 10
     assert (tmp_path / "run" / "model.safetensors").exists()
 
 

@@ -58,6 +58,8 @@ class TrainConfig:
     lr: float = 3e-4
     warmup: int = 200
     cooldown: int = 0  # the last `cooldown` steps take the LR linearly to 0 (warmup-stable-decay)
+    minutes: float = 0.0  # wall-clock budget of this invocation (0: none): it ends at the last step that fits,
+    # `steps` at most, with the cool-down in its last `cooldown` steps
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     cond_drop: float = 0.1  # condition dropout for classifier-free guidance
@@ -85,6 +87,8 @@ class TrainConfig:
             raise UsageError("steps, subset_n, group_parents and probe_worlds >= 0, batch_size >= 1 and lr > 0 are required")
         if not 0 <= self.cooldown <= self.steps:
             raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
+        if not (math.isfinite(self.minutes) and self.minutes >= 0):
+            raise UsageError(f"minutes must be a finite number >= 0 (0: no time budget), got {self.minutes}")
         if not 0.0 <= self.cond_drop <= 1.0 or not 0.0 <= self.image_prob <= 1.0:
             raise UsageError("cond_drop and image_prob must lie in [0, 1]")
         if self.stage not in ("joint", "decoder", "water"):
@@ -112,17 +116,37 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }  # fmt: skip
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+def learning_rate(cfg: TrainConfig, step: int, end: int | None = None) -> float:
     """The LR of 0-based `step`: linear warm-up, constant, then a linear cool-down to 0 over the last `cooldown` steps.
 
-    Until the cool-down starts the LR does not depend on `cfg.steps`, so a run can be extended
-    by resuming with more steps; the checkpoint saved where the cool-down starts
+    `end` is the step the run ends at (`cfg.steps` unless a time budget ends it sooner, see
+    `budget_end`). Until the cool-down starts the LR does not depend on it, so a run can be
+    extended by resuming with more steps; the checkpoint saved where the cool-down starts
     (`checkpoint-stable.safetensors`) is the one to extend.
     """
+    end = cfg.steps if end is None else end
     lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
-    if cfg.cooldown and step >= cfg.steps - cfg.cooldown:
-        lr *= (cfg.steps - step) / (cfg.cooldown + 1)
+    if cfg.cooldown and step >= end - cfg.cooldown:
+        lr *= (end - step) / (cfg.cooldown + 1)
     return lr
+
+
+def budget_end(cfg: TrainConfig, step: int, end: int, done: int, elapsed: float) -> int:
+    """The step a run with a time budget ends at, given `done` steps of this invocation in `elapsed` seconds.
+
+    The steps that fit into the time left at this invocation's own pace (checkpoints and
+    probes included), `cfg.steps` at most. Once the cool-down has begun the end stays where it
+    is, so the LR falls evenly to zero; until then the end is never placed closer than
+    `cooldown` steps, so the cool-down is never cut short by a late estimate. Past the budget
+    the run ends at once, cooled down or not.
+    """
+    budget = 60.0 * cfg.minutes
+    if elapsed >= budget:
+        return step
+    if cfg.cooldown and end - step <= cfg.cooldown:
+        return end
+    fit = step + int((budget - elapsed) * done / elapsed) if done and elapsed > 0 else end
+    return max(min(cfg.steps, fit), step + cfg.cooldown)
 
 
 def train_config(name: str, **overrides: Any) -> TrainConfig:
@@ -517,13 +541,14 @@ def train(
     progress = _Progress(cfg, start=step) if (cfg.progress and rank == 0) else None
     probe = _PromptProbe(cfg, data, device) if (rank == 0 and cfg.probe_worlds and cfg.stage == "joint") else None
     gains: list[tuple[int, float, float]] = []
+    end, first, started = cfg.steps, step, _clock()  # `end` moves only under a time budget (`budget_end`)
     try:
-        while step < cfg.steps:
+        while step < end:
             t0 = time.perf_counter()
-            if rank == 0 and cfg.out_dir and cfg.cooldown and step == cfg.steps - cfg.cooldown:
+            if rank == 0 and cfg.out_dir and cfg.cooldown and step == end - cfg.cooldown:
                 save_checkpoint(out / "checkpoint-stable.safetensors", model, opt, gen, step, cfg)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step)
+                group["lr"] = learning_rate(cfg, step, end)
             batch = _next_batch(data, cfg, gen, model.cfg.children, device)
             with autocast:
                 loss, lf, ld = objective(*batch, cfg=cfg, gen=gen)
@@ -541,12 +566,14 @@ def train(
             dt = time.perf_counter() - t0
             done = (cfg.decoder_parents if cfg.stage != "joint" else cfg.batch_size) * world  # parents or worlds
             rate = 0.9 * rate + 0.1 * (done / dt) if rate else done / dt
-            if progress is not None:
-                progress.update(step, lf, ld, rate)
             if rank == 0 and cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
-                if probe is not None and step < cfg.steps:
+                if probe is not None and step < end:
                     gains.append(probe(model, step, autocast))
+            if cfg.minutes:
+                end = _agreed(budget_end(cfg, step, end, step - first, _clock() - started), world, device)
+            if progress is not None:
+                progress.update(step, lf, ld, rate, total=end)
     finally:
         if progress is not None:
             progress.close()
@@ -623,6 +650,21 @@ def _next_batch(data: WorldSet, cfg: TrainConfig, gen: torch.Generator, children
                 kids = kids[:, sub]
             kids = kids.to(device=device, dtype=torch.float32)
     return x1.to(device), cond.to(device), images, use_image, kids, parents, parent_world, members, groups, group_world
+
+
+#: the clock a time budget is read from (tests replace it)
+_clock = time.monotonic
+
+
+def _agreed(end: int, world: int, device: torch.device) -> int:
+    """Under DDP every rank ends at the earliest rank's end step, so none waits in a collective alone."""
+    if world <= 1:
+        return end
+    import torch.distributed as dist
+
+    t = torch.tensor([end], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def _distributed_setup() -> tuple[int, int, int]:
@@ -722,9 +764,10 @@ class _Progress:
         self.task = self.bar.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), dec=float("nan"), rate=0.0)
         self.bar.start()
 
-    def update(self, step: int, loss: float, dec: float, rate: float) -> None:
-        if self.live and step % self.every == 0:
-            self.bar.update(self.task, completed=step, loss=loss, dec=dec, rate=rate)
+    def update(self, step: int, loss: float, dec: float, rate: float, *, total: int) -> None:
+        self.total = total  # a time budget can end the run before cfg.steps
+        if self.live and (step % self.every == 0 or step == total):
+            self.bar.update(self.task, completed=step, total=total, loss=loss, dec=dec, rate=rate)
         elif not self.live and (step % self.log_every == 0 or step == self.total):
             losses = f"{self.head} {dec:.4f}" if self.decoder_only else f"loss {loss:.4f}  dec {dec:.4f}"
             print(f"train step {step}/{self.total}  {losses}  {rate:.1f} {self.unit}", file=sys.stderr, flush=True)

@@ -71,6 +71,10 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
         cooldown: Optional[int] = typer.Option(None, help="Take the LR linearly to 0 over the last N steps "
                                                           "(checkpoint-stable.safetensors keeps the state before)."),
+        minutes: Optional[float] = typer.Option(None, help="Train for at most this many minutes (after the data is "
+                                                           "loaded): the run ends at the last step that fits, "
+                                                           "--steps at most, and --cooldown cools the LR over its "
+                                                           "last steps."),
         init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
                                                        "on your scenes) instead of a fresh model."),
         stage: str = typer.Option("joint", help="joint: the set model, the decoders and the water head; decoder: "
@@ -106,7 +110,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
         overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "subset_n": subset_n,
                                        "lr": lr, "decoder_parents": decoder_parents, "cooldown": cooldown,
-                                       "t_dist": t_dist}.items() if v is not None}  # fmt: skip
+                                       "t_dist": t_dist, "minutes": minutes}.items() if v is not None}  # fmt: skip
         model = None
         if init is not None:
             from worldgen.model import load_model
@@ -137,7 +141,8 @@ def register(app: typer.Typer) -> None:
             )  # fmt: skip
         else:
             worlds = world_set_from_shards(data, max_captions=max_captions)
-        typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}", err=True)
+        typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}"
+                   + (f" or for {cfg.minutes:g} minutes, whichever ends first" if cfg.minutes else ""), err=True)
         result = run_training(cfg, worlds, model=model)
         _leave_process_group()
         tail = (result.decoder_losses if cfg.stage != "joint" else result.losses)[-50:]
