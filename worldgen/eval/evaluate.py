@@ -185,11 +185,12 @@ def evaluate(
                 if kind == "generated":
                     gen_seconds.append(dt)
                 # the judge reads both kinds: the procedural worlds of the same prompts are the model's yardstick
-                views = J.judge_views(world)
+                rendered = J.render_judge_views(world)
+                views = rendered.images_uint8()
                 idx = judge.predict_indices(views[None])[0]
                 rec.judged = {a: vocab[a][int(i)] for a, i in zip(J.ATTRIBUTES, idx)}
                 thumbs.setdefault(kind, views)
-                rec.probes = probe_world(world)
+                rec.probes = {**probe_world(world), "uncovered": J.uncovered_share(rendered)}
                 per_kind[kind].append(world_points(world, config.points, seed=seed))
                 records.append(rec)
         for kind, pts in per_kind.items():

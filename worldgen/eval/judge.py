@@ -109,12 +109,23 @@ def judge_cameras(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int,
     return Cameras.look_at(pos, tgt, fov_deg=75.0, width=size, height=size)
 
 
-def judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, ...] | None = None) -> Tensor:
-    """The judge's views of a world. [V, size, size, 3] uint8"""
+def render_judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, ...] | None = None):
+    """The judge's views of a world on black, with their alphas (`RenderOutput`, `size` x `size`)."""
     from worldgen.render import render
 
     g = gaussians.detach().to("cpu")
-    return render(g, judge_cameras(g, size, views), background=(0.0, 0.0, 0.0)).images_uint8()
+    return render(g, judge_cameras(g, size, views), background=(0.0, 0.0, 0.0))
+
+
+def judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, ...] | None = None) -> Tensor:
+    """The judge's views of a world. [V, size, size, 3] uint8"""
+    return render_judge_views(gaussians, size, views).images_uint8()
+
+
+def uncovered_share(rendered) -> float:
+    """Share of the pixels of rendered views that no splat covers (alpha < 0.5): holes in the ground
+    or the sky, which a procedural world never has and the judge sees as black."""
+    return float((rendered.alphas < 0.5).float().mean())
 
 
 def labels_of(spec) -> np.ndarray:
@@ -381,5 +392,6 @@ def load_judge(path: str | os.PathLike | None = None) -> Judge:
 __all__ = [
     "ATTRIBUTES", "DEFAULT_WEIGHTS", "GENERATOR_SEED_LIMIT", "JUDGE_HELDOUT_SEED0", "JUDGE_TRAIN_SEED0", "Judge", "JudgeConfig",
     "JudgeTrainConfig", "MAX_JUDGE_WORLDS", "accuracy", "build_judge_data", "judge_cameras", "judge_seed",
-    "judge_spec", "judge_views", "labels_of", "load_judge", "save_judge", "train_judge",
+    "judge_spec", "judge_views", "labels_of", "load_judge", "render_judge_views", "save_judge", "train_judge",
+    "uncovered_share",
 ]  # fmt: skip

@@ -77,7 +77,7 @@ def render_markdown(result: dict) -> str:
     ]
     lines += [
         "",
-        "## 2. Probes (read off the Gaussians, no learning)",
+        "## 2. Probes (read off the Gaussians, and the judge's renders for *uncovered*; no learning)",
         "",
         "How often a probe agrees with the prompt's spec on a yes/no fact, on generated worlds and, in brackets, "
         "on procedural worlds of the same specs (the probe's own ceiling).",
