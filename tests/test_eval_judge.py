@@ -130,9 +130,10 @@ def test_uncovered_share_sees_a_hole_in_the_ground() -> None:
     from worldgen.procedural.world import build_world
 
     world = build_world(WorldSpec(biome="meadow"), seed=0)
-    full = J.uncovered_share(J.render_judge_views(world))
+    rendered = J.render_judge_views(world)
+    full = J.uncovered_share(rendered)
     hole = (world.means[:, :2].abs() < 12.0).all(-1) & (world.means[:, 2] < 20.0)  # ground and all on it, mid-map
     holed = J.uncovered_share(J.render_judge_views(world[~hole]))
     assert full < 0.02, full  # a procedural world covers its views
     assert holed > full + 0.03, (full, holed)
-    assert torch.equal(J.render_judge_views(world).images_uint8(), J.judge_views(world))
+    assert torch.equal(rendered.images_uint8(), J.judge_views(world))

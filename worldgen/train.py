@@ -748,7 +748,6 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.every = max(1, cfg.log_every)
-        self.total = cfg.steps
         console = Console(stderr=True)
         self.live = console.is_terminal
         self.log_every = self.every * 10  # plain log lines (a file, CI) come less often than bar updates
@@ -765,12 +764,12 @@ class _Progress:
         self.bar.start()
 
     def update(self, step: int, loss: float, dec: float, rate: float, *, total: int) -> None:
-        self.total = total  # a time budget can end the run before cfg.steps
+        """`total`: the step the run ends at (a time budget can end it before cfg.steps)."""
         if self.live and (step % self.every == 0 or step == total):
             self.bar.update(self.task, completed=step, total=total, loss=loss, dec=dec, rate=rate)
-        elif not self.live and (step % self.log_every == 0 or step == self.total):
+        elif not self.live and (step % self.log_every == 0 or step == total):
             losses = f"{self.head} {dec:.4f}" if self.decoder_only else f"loss {loss:.4f}  dec {dec:.4f}"
-            print(f"train step {step}/{self.total}  {losses}  {rate:.1f} {self.unit}", file=sys.stderr, flush=True)
+            print(f"train step {step}/{total}  {losses}  {rate:.1f} {self.unit}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.stop()

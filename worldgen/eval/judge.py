@@ -21,12 +21,16 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from worldgen.errors import FormatError, UsageError
+
+if TYPE_CHECKING:
+    from worldgen.render import RenderOutput
 from worldgen.eval.prompts import JUDGED
 from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_path
@@ -109,7 +113,7 @@ def judge_cameras(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int,
     return Cameras.look_at(pos, tgt, fov_deg=75.0, width=size, height=size)
 
 
-def render_judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, ...] | None = None):
+def render_judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, ...] | None = None) -> RenderOutput:
     """The judge's views of a world on black, with their alphas (`RenderOutput`, `size` x `size`)."""
     from worldgen.render import render
 
@@ -122,7 +126,7 @@ def judge_views(gaussians: Gaussians, size: int = VIEW_SIZE, views: tuple[int, .
     return render_judge_views(gaussians, size, views).images_uint8()
 
 
-def uncovered_share(rendered) -> float:
+def uncovered_share(rendered: RenderOutput) -> float:
     """Share of the pixels of rendered views that no splat covers (alpha < 0.5): holes in the ground
     or the sky, which a procedural world never has and the judge sees as black."""
     return float((rendered.alphas < 0.5).float().mean())
