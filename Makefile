@@ -23,4 +23,5 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-node-tools.sh
 	$(PY) -m pytest -q
