@@ -37,25 +37,21 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", "-o", help="Dataset directory (resumed when it exists)."),
         count: int = typer.Option(64, help="Number of worlds."),
         workers: int = typer.Option(1, help="Worker processes (one torch thread each)."),
-        shard_size: int = typer.Option(8, help="Worlds per shard."),
-        views: int = typer.Option(4, help="Rendered views per world (0: none)."),
-        view_size: int = typer.Option(128, help="View width and height, pixels."),
-        coarse_n: int = typer.Option(2048, help="Coarse Gaussians per world."),
-        children: int = typer.Option(64, help="Full-detail children per coarse Gaussian."),
+        shard_size: int = typer.Option(32, help="Worlds per shard."),
+        views: int = typer.Option(2, help="Rendered views of each world that keeps views (0: none)."),
+        view_size: int = typer.Option(96, help="View width and height, pixels."),
+        views_every: int = typer.Option(4, help="One world in this many keeps rendered views (for the image encoder)."),
         captions: int = typer.Option(8, help="Captions per world."),
         seed: int = typer.Option(0, help="Dataset seed."),
         split: str = typer.Option("train", help="train, or heldout (held-out combinations and phrasings, for evaluation)."),
-        lod_groups: str = typer.Option(
-            "layers", help="layers: a coarse Gaussian never mixes terrain, water, trees, ...; mixed: clusters cross layers."
-        ),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:
-        """Build (or resume) shards of coarse worlds, children, specs, captions and rendered views."""
+        """Build (or resume) shards of procedural worlds as parts, with specs, captions and some rendered views."""
         from rich.progress import Progress
 
         from worldgen.procedural.dataset import DatasetConfig, build_dataset
 
-        config = DatasetConfig(count, shard_size, coarse_n, children, views, view_size, captions, seed, split, lod_groups)  # type: ignore[arg-type]
+        config = DatasetConfig(count, shard_size, views, view_size, views_every, captions, seed, split)  # type: ignore[arg-type]
         with Progress(disable=not progress, transient=False) as bar:
             task = bar.add_task("shards", total=config.num_shards)
             build_dataset(output, config, workers=workers, on_shard=lambda done, total: bar.update(task, completed=done))

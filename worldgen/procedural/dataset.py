@@ -1,12 +1,16 @@
-"""The training dataset: shards of coarse worlds, their children, specs, captions and rendered views.
+"""The training dataset: shards of procedural worlds as parts, with specs, captions and some rendered views.
 
     build_dataset("data/", DatasetConfig(count=64), workers=2)   # resumable
     ds = WorldDataset("data/")                                    # torch Dataset, one world per item
 
-Shard `shard-00042.safetensors` holds W worlds (tensors below); its metadata
-holds the specs, seeds and captions as JSON. `manifest.json` records the build
-config and which shards are complete; every file is written atomically, so an
-interrupted build is resumed by running it again. See docs/dataset.md.
+Shard `shard-00042.safetensors` holds W worlds: a table of their parts (kind,
+frame, splat count; `worldgen.procedural.parts`) and every part's splats in
+the part's own frame, compactly (positions and log-scales float16, rotations
+int8, colour and opacity uint8); one world in `views_every` also keeps
+rendered views for the image encoder. The metadata holds the specs, seeds and
+captions as JSON. `manifest.json` records the build config and which shards
+are complete; every file is written atomically, so an interrupted build is
+resumed by running it again. See docs/dataset.md.
 """
 
 from __future__ import annotations
@@ -26,14 +30,13 @@ from torch import Tensor
 from worldgen.errors import FormatError, UsageError
 from worldgen.io import atomic_path, atomic_write_bytes
 
-FORMAT = "worldgen-procedural-shard-v1"
+FORMAT = "worldgen-parts-shard-v1"
 MANIFEST = "manifest.json"
-#: tensor name -> (per-world shape after the world axis, dtype); C = coarse_n, K = children, V = views, S = view_size
-TENSORS = (
-    "coarse_means", "coarse_quats", "coarse_scales", "coarse_opacities", "coarse_rgb",
-    "children_offsets", "children_log_scales", "children_quats", "children_rgb", "children_opacities",
-    "views", "viewmats", "Ks",
-)  # fmt: skip
+#: per-part tensors ([P, ...], P over all the shard's worlds) and per-splat tensors ([N, ...], part after part)
+PART_TENSORS = ("part_world", "part_kind", "part_center", "part_extent", "part_yaw", "part_count")
+SPLAT_TENSORS = ("splat_means", "splat_log_scales", "splat_quats", "splat_rgb", "splat_opacity")
+VIEW_TENSORS = ("view_world", "views", "viewmats", "Ks")
+TENSORS = PART_TENSORS + SPLAT_TENSORS + VIEW_TENSORS
 
 
 @dataclass(frozen=True)
@@ -41,35 +44,30 @@ class DatasetConfig:
     """What a dataset build makes; recorded in the manifest (a resumed build must match it)."""
 
     count: int = 64  # worlds
-    shard_size: int = 8  # worlds per shard
-    coarse_n: int = 2048
-    children: int = 64
-    views: int = 4  # rendered views per world (0: none)
-    view_size: int = 128  # pixels, square
+    shard_size: int = 32  # worlds per shard
+    views: int = 2  # rendered views of each world that keeps views (0: none)
+    view_size: int = 96  # pixels, square
+    views_every: int = 4  # one world in this many keeps its views (the image encoder's data)
     captions: int = 8  # training captions per world
     seed: int = 0
     split: Literal["train", "heldout"] = "train"
-    lod_groups: Literal["layers", "mixed"] = "layers"  # coarse clusters within one layer, or across layers
 
     def __post_init__(self) -> None:
-        for name in ("count", "shard_size", "coarse_n", "children", "view_size", "captions"):
+        for name in ("count", "shard_size", "view_size", "views_every", "captions"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.views < 0:
             raise UsageError(f"views must be 0 or more, got {self.views}")
         if self.split not in ("train", "heldout"):
             raise UsageError(f"split must be 'train' or 'heldout', got {self.split!r}")
-        if self.lod_groups not in ("layers", "mixed"):
-            raise UsageError(f"lod_groups must be 'layers' or 'mixed', got {self.lod_groups!r}")
-
-    @classmethod
-    def from_manifest(cls, config: dict) -> DatasetConfig:
-        """The config a manifest records (datasets from before `lod_groups` clustered across layers)."""
-        return cls(**{"lod_groups": "mixed", **config})
 
     @property
     def num_shards(self) -> int:
         return (self.count + self.shard_size - 1) // self.shard_size
+
+    def has_views(self, index: int) -> bool:
+        """Whether world `index` keeps rendered views."""
+        return self.views > 0 and index % self.views_every == 0
 
 
 def world_seed(config: DatasetConfig, index: int) -> int:
@@ -111,59 +109,92 @@ def view_cameras(
 
 
 def make_world_record(config: DatasetConfig, index: int) -> dict:
-    """Everything the dataset stores for world `index` (tensors without the world axis)."""
-    from worldgen.gaussians import Gaussians
+    """Everything the dataset stores for world `index`: its parts, their splats (compact), maybe views."""
     from worldgen.procedural.captions import captions
-    from worldgen.procedural.lod import build_lod
+    from worldgen.procedural.parts import build_world_parts
     from worldgen.procedural.spec import sample_spec
-    from worldgen.procedural.world import build_world_layers
 
     seed = world_seed(config, index)
     rng = np.random.default_rng(seed)
     spec = sample_spec(rng, split=config.split)
-    layers = build_world_layers(spec, seed=seed)
-    world = Gaussians.cat(list(layers.values()))
-    sky = torch.cat([torch.full((len(g),), name == "sky") for name, g in layers.items()])
-    part = torch.cat([torch.full((len(g),), i) for i, g in enumerate(layers.values())])
-    lod = build_lod(
-        world, coarse_n=config.coarse_n, children=config.children, sky_mask=sky, seed=seed,
-        layers=part if config.lod_groups == "layers" else None,
-    )  # fmt: skip
+    parts = build_world_parts(spec, seed=seed)
     rec = {
-        "coarse_means": lod.coarse.means,
-        "coarse_quats": lod.coarse.quats,
-        "coarse_scales": lod.coarse.scales,
-        "coarse_opacities": lod.coarse.opacities,
-        "coarse_rgb": lod.coarse.rgb,
-        "children_offsets": lod.children.offsets.half(),
-        "children_log_scales": lod.children.log_scales.half(),
-        "children_quats": lod.children.quats.half(),
-        "children_rgb": lod.children.rgb.half(),
-        "children_opacities": lod.children.opacities.half(),
+        "part_kind": parts.kinds.int(),
+        "part_center": parts.centers.float(),
+        "part_extent": parts.extents.float(),
+        "part_yaw": parts.yaws.float(),
+        "part_count": parts.counts.int(),
+        **pack_splats(parts.local()),
     }
-    if config.views:
+    if config.has_views(index):
         from worldgen.render import render
 
-        solid = torch.cat([layers[k].means for k in ("terrain", "structures", "vegetation")])
+        from worldgen.procedural.parts import SOLID
+
+        solid = parts.gaussians.means[torch.isin(parts.kinds, SOLID)[parts.part_index]]  # ground, plants, buildings
         cams = view_cameras(config.views, config.view_size, seed=seed, solid=solid)
-        rec["views"] = render(world, cams).images_uint8()
+        rec["views"] = render(parts.gaussians, cams).images_uint8()
         rec["viewmats"] = cams.viewmats.float()
         rec["Ks"] = cams.Ks.float()
-    else:
-        rec["views"] = torch.zeros(0, config.view_size, config.view_size, 3, dtype=torch.uint8)
-        rec["viewmats"] = torch.zeros(0, 4, 4)
-        rec["Ks"] = torch.zeros(0, 3, 3)
     rec["spec"] = spec.to_dict()
     rec["seed"] = seed
     rec["captions"] = captions(spec, rng, config.captions, split=config.split)
     return rec
 
 
+def pack_splats(local) -> dict[str, Tensor]:
+    """Splats in their parts' frames (`WorldParts.local`) -> the shard's compact per-splat tensors."""
+    q = torch.nn.functional.normalize(local.quats.float(), dim=-1)
+    q = torch.where(q[:, :1] < 0, -q, q)  # w >= 0: q and -q are the same rotation
+    return {
+        "splat_means": local.means.half(),
+        "splat_log_scales": local.scales.clamp_min(1e-8).log().half(),
+        "splat_quats": (q * 127).round().to(torch.int8),
+        "splat_rgb": (local.rgb.clamp(0, 1) * 255).round().to(torch.uint8),
+        "splat_opacity": (local.opacities.clamp(0, 1) * 255).round().to(torch.uint8),
+    }
+
+
+def unpack_splats(shard: dict) -> dict[str, Tensor]:
+    """The shard's per-splat tensors -> float32 fields in their parts' frames: means, log_scales, quats, rgb, opacities."""
+    return {
+        "means": shard["splat_means"].float(),
+        "log_scales": shard["splat_log_scales"].float(),
+        "quats": torch.nn.functional.normalize(shard["splat_quats"].float(), dim=-1),
+        "rgb": shard["splat_rgb"].float() / 255,
+        "opacities": shard["splat_opacity"].float() / 255,
+    }
+
+
+def world_parts(shard: dict, world: int):
+    """World `world` of a shard (its row, 0..W-1) as `WorldParts` in the world frame (float32)."""
+    from worldgen.gaussians import Gaussians
+    from worldgen.procedural.parts import WorldParts
+
+    rows = (shard["part_world"] == world).nonzero()[:, 0]
+    if not len(rows):
+        raise UsageError(f"the shard has no world {world}")
+    counts = shard["part_count"].long()
+    start = torch.cumsum(counts, 0) - counts
+    lo, hi = int(start[rows[0]]), int(start[rows[-1]] + counts[rows[-1]])
+    f = {k: v[lo:hi] for k, v in unpack_splats({k: shard[k] for k in SPLAT_TENSORS}).items()}
+    local = Gaussians.from_rgb(f["means"], f["rgb"], f["log_scales"].exp(), f["opacities"], f["quats"])
+    return WorldParts.from_local(local, counts[rows], shard["part_kind"][rows].long(), shard["part_center"][rows],
+                                 shard["part_extent"][rows], shard["part_yaw"][rows])  # fmt: skip
+
+
 def write_shard(path: str | os.PathLike, records: list[dict], config: DatasetConfig) -> None:
-    """Stack world records into one safetensors shard, atomically."""
+    """Concatenate world records into one safetensors shard, atomically."""
     from safetensors.torch import save_file
 
-    tensors = {name: torch.stack([r[name] for r in records]).contiguous() for name in TENSORS}
+    tensors = {name: torch.cat([r[name] for r in records]).contiguous() for name in PART_TENSORS[1:] + SPLAT_TENSORS}
+    tensors["part_world"] = torch.cat([torch.full((len(r["part_kind"]),), j, dtype=torch.int32) for j, r in enumerate(records)])
+    seen = [j for j, r in enumerate(records) if "views" in r]
+    size = config.view_size
+    tensors["view_world"] = torch.tensor(seen, dtype=torch.int32)
+    tensors["views"] = torch.stack([records[j]["views"] for j in seen]) if seen else torch.zeros(0, config.views, size, size, 3, dtype=torch.uint8)
+    tensors["viewmats"] = torch.stack([records[j]["viewmats"] for j in seen]) if seen else torch.zeros(0, config.views, 4, 4)
+    tensors["Ks"] = torch.stack([records[j]["Ks"] for j in seen]) if seen else torch.zeros(0, config.views, 3, 3)
     metadata = {
         "format": FORMAT,
         "specs": json.dumps([r["spec"] for r in records]),
@@ -176,14 +207,12 @@ def write_shard(path: str | os.PathLike, records: list[dict], config: DatasetCon
 
 
 def read_shard(path: str | os.PathLike) -> dict:
-    """A shard's tensors ([W, ...] each) plus "specs", "seeds", "captions" (lists, one per world) and "config"."""
-    from safetensors import SafetensorError
+    """A shard's tensors plus "specs", "seeds", "captions" (lists, one per world) and "config"."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
@@ -192,10 +221,12 @@ def read_shard(path: str | os.PathLike) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise FormatError(f"{path}: not a readable safetensors shard ({e})") from None
     if meta.get("format") != FORMAT:
-        raise FormatError(f"{path}: not a worldgen procedural shard (format {meta.get('format')!r})")
+        raise FormatError(f"{path}: not a worldgen parts shard (format {meta.get('format')!r}); rebuild the dataset")
     missing = [t for t in TENSORS if t not in tensors]
     if missing:
         raise FormatError(f"{path}: shard lacks tensors {', '.join(missing)}")
+    if int(tensors["part_count"].long().sum()) != len(tensors["splat_means"]):
+        raise FormatError(f"{path}: part counts do not add up to the shard's splats")
     out: dict = dict(tensors)
     for key in ("specs", "seeds", "captions", "config"):
         out[key] = json.loads(meta[key])
@@ -254,7 +285,7 @@ def build_dataset(
     complete: set[int] = set()
     if manifest is not None:
         try:
-            same = DatasetConfig.from_manifest(manifest.get("config") or {}) == config
+            same = DatasetConfig(**(manifest.get("config") or {})) == config
         except (TypeError, UsageError):
             same = False
         if not same:
@@ -290,7 +321,7 @@ def build_dataset(
 class WorldDataset(torch.utils.data.Dataset):
     """The complete shards of a dataset directory, one world per item.
 
-    An item is a dict: the tensors of `TENSORS` without the world axis, plus
+    An item is a dict: "parts" (`WorldParts` in the world frame), "views" ([V, S, S, 3] uint8, or None),
     "spec" (dict), "seed" (int) and "captions" (list of str).
     """
 
@@ -299,7 +330,9 @@ class WorldDataset(torch.utils.data.Dataset):
         manifest = read_manifest(self.root)
         if manifest is None:
             raise FormatError(f"{self.root}: no {MANIFEST}; build it with `worldgen dataset build`")
-        self.config = DatasetConfig.from_manifest(manifest["config"])
+        if manifest.get("format") != FORMAT:
+            raise FormatError(f"{self.root}: a dataset of another format ({manifest.get('format')!r}); rebuild it")
+        self.config = DatasetConfig(**manifest["config"])
         self.shards = [i for i in manifest["complete"] if (self.root / _shard_name(i)).exists()]
         self._index = []
         for s in self.shards:
@@ -317,9 +350,17 @@ class WorldDataset(torch.utils.data.Dataset):
         if self._cache is None or self._cache[0] != shard:
             self._cache = (shard, read_shard(self.root / _shard_name(shard)))
         data = self._cache[1]
-        item = {name: data[name][j] for name in TENSORS}
-        item["spec"], item["seed"], item["captions"] = data["specs"][j], data["seeds"][j], data["captions"][j]
-        return item
+        seen = (data["view_world"] == j).nonzero()[:, 0]
+        return {
+            "parts": world_parts(data, j),
+            "views": data["views"][int(seen[0])] if len(seen) else None,
+            "spec": data["specs"][j],
+            "seed": data["seeds"][j],
+            "captions": data["captions"][j],
+        }
 
 
-__all__ = ["DatasetConfig", "WorldDataset", "build_dataset", "make_world_record", "read_shard", "view_cameras", "write_shard"]
+__all__ = [
+    "DatasetConfig", "WorldDataset", "build_dataset", "make_world_record", "pack_splats", "read_shard", "unpack_splats",
+    "view_cameras", "world_parts", "write_shard",
+]  # fmt: skip

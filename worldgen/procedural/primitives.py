@@ -17,7 +17,12 @@ F32 = np.float32
 
 @dataclass
 class Splats:
-    """A growable list of splats, all arrays float32 (emissive: bool)."""
+    """A growable list of splats, all arrays float32 (emissive: bool), each tagged with the part it belongs to.
+
+    A builder opens a part with `begin(kind)` before it adds that part's splats: a whole object
+    (one tree, one house) or, for a tiled kind (`TILED`: terrain, water, sky, weather), a layer
+    that `worldgen.procedural.parts` later cuts into tiles by position.
+    """
 
     means: list[np.ndarray] = field(default_factory=list)  # [n, 3] each
     scales: list[np.ndarray] = field(default_factory=list)  # [n, 3]
@@ -26,6 +31,23 @@ class Splats:
     colors: list[np.ndarray] = field(default_factory=list)  # [n, 3] albedo in [0, 1]
     normals: list[np.ndarray] = field(default_factory=list)  # [n, 3]
     emissive: list[np.ndarray] = field(default_factory=list)  # [n] bool
+    part: list[np.ndarray] = field(default_factory=list)  # [n] int32, index into `kinds`
+    kinds: list[str] = field(default_factory=list)  # [P] the kind of each part
+    yaws: list[float] = field(default_factory=list)  # [P] the part's heading about +Z (radians; 0: none)
+    current: int = -1  # the part that `add` tags splats with
+
+    def begin(self, kind: str, *, yaw: float = 0.0) -> int:
+        """Start a new part of `kind`; the splats added from now on belong to it. Returns its index."""
+        self.kinds.append(kind)
+        self.yaws.append(float(yaw))
+        self.current = len(self.kinds) - 1
+        return self.current
+
+    def resume(self, part: int) -> None:
+        """Add to an earlier part again (a castle's gate joins the wall it stands in)."""
+        if not 0 <= part < len(self.kinds):
+            raise IndexError(part)
+        self.current = part
 
     def add(
         self,
@@ -41,6 +63,8 @@ class Splats:
         n = len(means)
         if n == 0:
             return
+        if self.current < 0:
+            raise RuntimeError("Splats.add before Splats.begin: every splat belongs to a part")
         b = lambda a, w: np.broadcast_to(np.asarray(a, dtype=F32), (n, w) if w else (n,)).astype(F32)  # noqa: E731
         self.means.append(b(means, 3))
         self.scales.append(b(scales, 3))
@@ -50,24 +74,31 @@ class Splats:
         self.opacities.append(np.clip(b(opacity, 0), 0.0, 1.0))
         self.normals.append(b((0.0, 0.0, 1.0) if normals is None else normals, 3))
         self.emissive.append(np.broadcast_to(np.asarray(emissive, dtype=bool), (n,)).copy())
+        self.part.append(np.full(n, self.current, np.int32))
 
     def extend(self, other: Splats) -> None:
+        """Append `other`'s splats and parts (its part indices shift past ours)."""
         for name in ("means", "scales", "quats", "opacities", "colors", "normals", "emissive"):
             getattr(self, name).extend(getattr(other, name))
+        self.part.extend(p + len(self.kinds) for p in other.part)
+        self.kinds.extend(other.kinds)
+        self.yaws.extend(other.yaws)
 
     def __len__(self) -> int:
         return sum(len(m) for m in self.means)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """All splats stacked: means [N,3], scales [N,3], quats [N,4], opacities [N], colors [N,3], normals [N,3], emissive [N]."""
-        width = {"means": 3, "scales": 3, "quats": 4, "opacities": 0, "colors": 3, "normals": 3, "emissive": 0}
+        """All splats stacked: means [N,3], scales [N,3], quats [N,4], opacities [N], colors [N,3], normals [N,3],
+        emissive [N] bool, part [N] int32."""
+        width = {"means": 3, "scales": 3, "quats": 4, "opacities": 0, "colors": 3, "normals": 3, "emissive": 0, "part": 0}
+        dtype = {"emissive": bool, "part": np.int32}
         out = {}
         for name, w in width.items():
-            parts = getattr(self, name)
-            if parts:
-                out[name] = np.concatenate(parts)
+            chunks = getattr(self, name)
+            if chunks:
+                out[name] = np.concatenate(chunks)
             else:
-                out[name] = np.zeros((0, w) if w else (0,), dtype=bool if name == "emissive" else F32)
+                out[name] = np.zeros((0, w) if w else (0,), dtype=dtype.get(name, F32))
         return out
 
 

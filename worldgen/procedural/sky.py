@@ -76,6 +76,7 @@ def sky_color(light: Lighting, dirs: np.ndarray) -> np.ndarray:
 def build_sky(spec: WorldSpec, light: Lighting, rng: np.random.Generator) -> Splats:
     """Dome, sun or moon, stars and clouds, all emissive."""
     sky = Splats()
+    sky.begin("sky")  # the dome, sun or moon and stars: cut into patches by direction
     dirs = fibonacci_sphere(DOME_POINTS)
     dirs = dirs[dirs[:, 2] > -0.28]
     spacing = DOME_RADIUS * np.sqrt(4 * np.pi / DOME_POINTS)
@@ -146,6 +147,7 @@ def _add_clouds(sky: Splats, spec: WorldSpec, light: Lighting, rng: np.random.Ge
         dist = DOME_RADIUS * rng.uniform(0.6, 0.85)
         center = c * dist
         offs = rng.normal(size=(per, 3)) * np.array([14, 14, 3.5]) * (1.4 if overcast else 1.0)
+        sky.begin("cloud")
         pts = (center + offs).astype(F32)
         shade = 0.82 + 0.18 * np.clip(offs[:, 2:3] / 5 + 0.5, 0, 1)
         glow = np.clip(pts @ light.sun_dir / np.linalg.norm(pts, axis=1) - 0.6, 0, 1)[:, None] * 0.6
@@ -166,6 +168,8 @@ def build_weather(spec: WorldSpec, light: Lighting, ground, rng: np.random.Gener
     ground: callable (x [n], y [n]) -> terrain height [n]
     """
     out = Splats()
+    if spec.weather != "clear":
+        out.begin(spec.weather)  # rain, snow or fog: cut into tiles over the footprint
     night = spec.time == "night"
     if spec.weather == "snow":
         n = 5000

@@ -87,6 +87,7 @@ def _windows(out: Splats, rng, center, normal, along, count: int, span: float, z
 
 
 def _house(out, terrain, rng, xy, yaw, size, *, lit, wall, roof, chimney):
+    out.begin("house", yaw=yaw)
     lx, ly, h = size
     z0 = _ground(terrain, xy, max(lx, ly) / 2)
     base = np.array([xy[0], xy[1], z0 - 0.6], F32)
@@ -115,6 +116,7 @@ def _house(out, terrain, rng, xy, yaw, size, *, lit, wall, roof, chimney):
 
 
 def _well(out, terrain, rng, xy):
+    out.begin("well")
     z0 = _ground(terrain, xy, 1.0)
     add_cylinder(out, np.array([xy[0], xy[1], z0 - 0.3], F32), 0.8, 1.1, lambda t: jitter_color(rng, STONE, len(t), 0.05), rng, spacing=0.15)
 
@@ -138,6 +140,7 @@ def _cone(out, rng, base, radius, height, color):
 
 
 def _tower(out, rng, base, radius, height, color, roof, *, lit):
+    out.begin("tower")
     add_cylinder(out, base, radius, height, lambda t: jitter_color(rng, color, len(t), 0.05), rng)
     _cone(out, rng, base + np.array([0, 0, height], F32), radius * 1.25, radius * 1.8, roof)
     for k in range(3):
@@ -152,19 +155,22 @@ def _castle(out, terrain, rng, xy, yaw, *, lit):
     center = np.array([xy[0], xy[1], z0 - 0.8], F32)
     ex, ey = rotate_z(np.array([1, 0, 0], F32), yaw), rotate_z(np.array([0, 1, 0], F32), yaw)
     wall_h = 5.5
+    walls = {}
     for sign in (1, -1):
         for axis, other in ((ex, ey), (ey, ex)):
             mid = center + sign * axis * half
             wyaw = yaw if axis is ex else yaw + np.pi / 2
+            walls[sign, axis is ey] = out.begin("wall", yaw=wyaw + np.pi / 2)  # long along the frame's x
             add_box(out, mid, (0.8, 2 * half, wall_h), wyaw, STONE, rng)
             _battlements(out, rng, mid - other * half, other, 2 * half, wall_h, wyaw, STONE)
     for sx in (1, -1):
         for sy in (1, -1):
             _tower(out, rng, center + sx * ex * half + sy * ey * half, 1.8, 9.0, STONE * 1.03, np.array((0.35, 0.2, 0.18), F32), lit=lit)
+    out.begin("keep", yaw=yaw)
     add_box(out, center, (5.0, 5.0, 11.0), yaw, STONE * 0.95, rng)
     _battlements(out, rng, center - ex * 2.5 + ey * 2.5, ex, 5.0, 11.0, yaw, STONE)
     _windows(out, rng, center + ey * 2.5, ey, -ex, 2, 3.0, 7.5, lit=lit, size=(0.5, 1.0))
-    # gate
+    out.resume(walls[1, True])  # the gate, in the wall it opens
     add_quad(out, center + ey * (half + 0.45) + np.array([0, 0, 2.0], F32), -ex, np.array([0, 0, 1], F32), 2.2, 2.8, np.array((0.2, 0.14, 0.09), F32), rng, spacing=0.15)
 
 
@@ -177,6 +183,7 @@ def _ruins(out, terrain, rng, xy, yaw):
     for sign in (1, -1):
         for axis, other, wyaw in ((ex, ey, yaw + np.pi / 2), (ey, ex, yaw)):
             # a broken wall: pieces of different heights with gaps
+            out.begin("wall", yaw=wyaw)  # its pieces line up along the frame's x
             for k in range(4):
                 if rng.uniform() < 0.3:
                     continue
@@ -186,17 +193,21 @@ def _ruins(out, terrain, rng, xy, yaw):
     for k in range(6):  # columns
         a = 2 * np.pi * k / 6
         p = center + (ex * np.cos(a) + ey * np.sin(a)) * 2.6
+        out.begin("column")
         add_cylinder(out, p, 0.4, rng.uniform(1.0, 5.5), lambda t: mossy(len(t)), rng, spacing=0.18)
     for _ in range(8):  # fallen blocks
         p = center + ex * rng.uniform(-7, 7) + ey * rng.uniform(-7, 7)
         p[2] = terrain.height(np.array([p[0]]), np.array([p[1]]))[0] - 0.2
-        add_box(out, p, (rng.uniform(0.6, 1.4), rng.uniform(0.5, 0.9), rng.uniform(0.4, 0.8)), rng.uniform(0, np.pi), STONE * 0.9, rng, spacing=0.15)
+        size, turn = (rng.uniform(0.6, 1.4), rng.uniform(0.5, 0.9), rng.uniform(0.4, 0.8)), rng.uniform(0, np.pi)
+        out.begin("block", yaw=turn)
+        add_box(out, p, size, turn, STONE * 0.9, rng, spacing=0.15)
 
 
 def _lighthouse(out, terrain, rng, xy, yaw, *, lit):
     z0 = _ground(terrain, xy, 2.0)
     base = np.array([xy[0], xy[1], z0 - 0.5], F32)
     h = 14.0
+    out.begin("tower")
     stripes = lambda t: np.where((np.floor(t * 5) % 2 == 0)[:, None], np.array((0.93, 0.93, 0.9), F32), np.array((0.75, 0.12, 0.1), F32)) * rng.uniform(0.95, 1.03, (len(t), 1))  # noqa: E731
     add_cylinder(out, base, 1.7, h, stripes, rng)
     top = base + np.array([0, 0, h], F32)

@@ -180,6 +180,7 @@ class Terrain:
     def build(self, rng: np.random.Generator, *, grid: int = GRID) -> Splats:
         """Detailed terrain splats over the square plus the far ring to the horizon."""
         out = Splats()
+        out.begin("terrain")
         step = 2 * HALF / grid
         g = (np.arange(grid) + 0.5) * step - HALF
         x, y = (a.ravel() for a in np.meshgrid(g, g, indexing="ij"))

@@ -57,20 +57,26 @@ def build_vegetation(terrain: Terrain, rng: np.random.Generator, *, clearings: l
     for x, y in sites:
         kind = str(rng.choice(names, p=weights / weights.sum()))
         base = np.array([x, y, terrain.height(np.array([x]), np.array([y]))[0] - 0.1], F32)
+        out.begin(PART_KIND[kind])
         _TREES[kind](out, base, rng, spec.season, snowy)
     bush_sites = _place(terrain, rng, int(len(sites) * bushes_per_tree) + 2, min_dist=1.5, clearings=clearings)
     for x, y in bush_sites:
         base = np.array([x, y, terrain.height(np.array([x]), np.array([y]))[0]], F32)
         if spec.biome in ("desert", "canyon"):
+            out.begin("bush")
             _shrub(out, base, rng, spec.season, snowy)
         elif spec.biome in ("tundra", "mountains"):
+            out.begin("rock")
             _rock(out, base, rng, spec.season, snowy)
         else:
+            out.begin("bush")
             _bush(out, base, rng, spec.season, snowy)
     n_grass = grass[0 if spec.vegetation == "sparse" else 1]
     if n_grass and not snowy:
+        out.begin("terrain")  # grass belongs to the ground's tiles
         _grass(out, terrain, rng, n_grass, clearings)
     if spec.biome == "swamp":
+        out.begin("water")  # lily pads, to the water's tiles
         _lily_pads(out, terrain, rng)
     return out
 
@@ -329,3 +335,6 @@ _TREES = {
     "oak": _oak, "birch": _birch, "pine": _pine, "palm": _palm, "willow": _willow, "cactus": _cactus,
     "shrub": _shrub, "rock": _rock,
 }  # fmt: skip
+#: the part kind of each species (`worldgen.procedural.parts.KINDS`)
+PART_KIND = {"oak": "tree", "birch": "tree", "pine": "tree", "palm": "tree", "willow": "tree", "cactus": "cactus",
+             "shrub": "bush", "rock": "rock"}  # fmt: skip

@@ -32,6 +32,7 @@ def water_albedo(biome: str) -> np.ndarray:
 def build_water(terrain: Terrain, light: Lighting, rng: np.random.Generator, *, grid: int = 160) -> Splats:
     """Splats on the plane z = water level over every wet cell (and to the horizon for an ocean)."""
     out = Splats()
+    out.begin("water")
     spec = terrain.spec
     if spec.water == "none" and spec.biome not in ("beach", "swamp"):
         return out

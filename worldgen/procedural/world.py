@@ -26,6 +26,13 @@ LAYERS = ("terrain", "water", "structures", "vegetation", "detail", "sky", "weat
 
 def build_world_layers(spec: WorldSpec, *, seed: int = 0) -> dict[str, Gaussians]:
     """The world split by what each part is (keys in `LAYERS` order), each lit and ready to cat."""
+    layers, light = build_world_splats(spec, seed=seed)
+    return {name: to_gaussians(splats, light) for name, splats in layers.items()}
+
+
+def build_world_splats(spec: WorldSpec, *, seed: int = 0) -> tuple[dict[str, Splats], Lighting]:
+    """The world's splats by layer (keys in `LAYERS` order), before lighting, each tagged with its parts,
+    and the light that `to_gaussians` shades them with."""
     rng = np.random.default_rng([seed, 0x5EED])
     light = lighting(spec, rng)
     terrain = Terrain(spec, seed, rng)
@@ -39,7 +46,7 @@ def build_world_layers(spec: WorldSpec, *, seed: int = 0) -> dict[str, Gaussians
     parts["weather"] = build_weather(spec, light, terrain.height, rng)
     have = sum(len(p) for p in parts.values())
     parts["detail"] = _ground_detail(terrain, rng, max(4000, MIN_GAUSSIANS - have))
-    return {name: _to_gaussians(parts[name], light) for name in LAYERS}
+    return {name: parts[name] for name in LAYERS}, light
 
 
 def build_world(spec: WorldSpec, *, seed: int = 0) -> Gaussians:
@@ -50,6 +57,7 @@ def build_world(spec: WorldSpec, *, seed: int = 0) -> Gaussians:
 def _ground_detail(terrain: Terrain, rng: np.random.Generator, n: int) -> Splats:
     """Small pebbles, tufts and ripples lying on the ground: texture that also fills the budget."""
     out = Splats()
+    out.begin("terrain")
     x, y = rng.uniform(-HALF, HALF, (2, n))
     z = terrain.height(x, y)
     normals = terrain.normals(x, y)
@@ -65,7 +73,8 @@ def _ground_detail(terrain: Terrain, rng: np.random.Generator, n: int) -> Splats
     return out
 
 
-def _to_gaussians(splats: Splats, light: Lighting) -> Gaussians:
+def to_gaussians(splats: Splats, light: Lighting) -> Gaussians:
+    """Shade `splats` under `light` (Lambert and sky light on their normals; emissive ones as they are)."""
     a = splats.arrays()
     color = a["colors"]
     if len(color):
