@@ -1,9 +1,10 @@
 """Save and load a world in every splat format.
 
 Builds a small random world (+Z up, SH degree 3), writes it as a 3DGS .ply,
-an antimatter15 .splat and a Niantic .spz in the frames their viewers expect,
-reads each back into worldgen's frame, and makes a phone-sized variant that
-keeps only the most visible splats. Files land in the current directory.
+an antimatter15 .splat, a Niantic .spz, a glTF .glb (KHR_gaussian_splatting)
+and a PlayCanvas .sog in the frames their viewers expect, reads each back into
+worldgen's frame, and makes a phone-sized variant that keeps only the most
+visible splats. Files land in the current directory.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     world = random_world(args.splats)
-    for ext in ("ply", "splat", "spz"):
+    for ext in ("ply", "splat", "spz", "glb", "sog"):
         path = args.out / f"world.{ext}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LossyExportWarning)  # .splat has no SH bands

@@ -1,19 +1,23 @@
 """Gaussian-splat files: one entry point each way, dispatching on the extension.
 
     from exporters import save, load
-    save(gaussians, "world.spz")        # .ply, .splat or .spz
+    save(gaussians, "world.spz")        # .ply, .splat, .spz, .glb or .sog
     g = load("world.ply")               # -> Gaussians in the world frame (+Z up)
 
-Each format is written in the frame its main viewers expect (.ply and .splat:
-``up="-y"``, OpenCV/COLMAP; .spz: ``up="y"``, RUB) and read back into
-worldgen's +Z-up frame; pass ``up=`` to override (see `exporters.frames`).
-Writes are atomic: an existing file is replaced only by a complete new one.
-Bad input raises `worldgen.errors.FormatError` naming the file and the problem.
+Each format is written in the frame its main viewers expect (.ply, .splat and
+.sog: ``up="-y"``, OpenCV/COLMAP; .spz: ``up="y"``, RUB; .glb: ``up="gltf"``)
+and read back into worldgen's +Z-up frame; pass ``up=`` to override (see
+`exporters.frames`). Writes are atomic: an existing file is replaced only by a
+complete new one. Bad input raises `worldgen.errors.FormatError` naming the
+file and the problem.
+
+`read` and `write` are the same on numpy `SplatArrays`, and never import
+torch: the file commands (`worldgen info`, `worldgen convert`) use them.
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,16 +25,18 @@ from typing import TYPE_CHECKING, Any
 from worldgen.errors import FormatError, UsageError
 
 if TYPE_CHECKING:
-    from exporters.common import OnInvalid
+    from types import ModuleType
+
+    from exporters.common import OnInvalid, SplatArrays
     from exporters.frames import Up
     from worldgen.gaussians import Gaussians
 
-#: file extension -> module under exporters
-FORMATS = {".ply": "ply", ".splat": "splat", ".spz": "spz"}
+#: file extension -> format (the module under exporters)
+FORMATS = {".ply": "ply", ".splat": "splat", ".spz": "spz", ".glb": "gltf", ".sog": "sog"}
 
 
 def format_of(path: str | os.PathLike) -> str:
-    """The format name ("ply", "splat", "spz") of a path, from its extension."""
+    """The format name ("ply", "splat", "spz", "gltf", "sog") of a path, from its extension."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         known = ", ".join(FORMATS)
@@ -38,30 +44,51 @@ def format_of(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def default_up(path: str | os.PathLike) -> Up:
-    """The up axis a file of this format uses unless told otherwise."""
-    import importlib
+def module_of(path: str | os.PathLike) -> ModuleType:
+    """The module that reads and writes the format of `path`."""
+    return importlib.import_module(f"exporters.{format_of(path)}")
 
-    return importlib.import_module(f"exporters.{format_of(path)}").DEFAULT_UP
+
+def default_up(path: str | os.PathLike) -> Up:
+    """The frame a file of this format uses unless told otherwise."""
+    return module_of(path).DEFAULT_UP
+
+
+def options_of(path: str | os.PathLike) -> list[str]:
+    """The format-specific keywords that `save` / `write` take for this path."""
+    import inspect
+
+    fmt = format_of(path)
+    writer = getattr(module_of(path), f"save_{fmt}")
+    return [p for p in inspect.signature(writer).parameters if p not in ("a", "path", "up")]
+
+
+def write(a: SplatArrays, path: str | os.PathLike, *, up: Up | None = None, **options: Any) -> None:
+    """Write splats given as numpy arrays (world frame) to `path`, atomically; see `save`."""
+    fmt, module = format_of(path), module_of(path)
+    unknown = sorted(set(options) - set(allowed := options_of(path)))
+    if unknown:
+        raise UsageError(f"{path}: .{Path(path).suffix.lower()[1:]} takes no option {', '.join(unknown)} (it takes: {', '.join(allowed) or 'none'})")
+    getattr(module, f"save_{fmt}")(a, path, up=module.DEFAULT_UP if up is None else up, **options)
+
+
+def read(path: str | os.PathLike, *, up: Up | None = None, on_invalid: OnInvalid = "error") -> SplatArrays:
+    """The splats in `path` as numpy arrays in the world frame (+Z up); see `load`."""
+    fmt, module = format_of(path), module_of(path)
+    return getattr(module, f"load_{fmt}")(path, up=module.DEFAULT_UP if up is None else up, on_invalid=on_invalid)
 
 
 def save(gaussians: Gaussians, path: str | os.PathLike, *, up: Up | None = None, **options: Any) -> None:
     """Write `gaussians` to `path` in the format its extension names, atomically.
 
-    up: the file's up axis ("z", "y" or "-y"); None picks the format's default.
+    up: the file's frame ("z", "y", "-y" or "gltf"); None picks the format's default.
     options: format-specific keywords (`normals` for .ply; `version`,
-    `antialiased` for .spz).
+    `antialiased`, `compresslevel` for .spz; `iterations` for .sog).
     """
-    import importlib
+    from exporters.common import SplatArrays
 
-    fmt = format_of(path)
-    module = importlib.import_module(f"exporters.{fmt}")
-    writer = getattr(module, f"save_{fmt}")
-    allowed = [p for p in inspect.signature(writer).parameters if p not in ("g", "path", "up")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise UsageError(f"{path}: .{fmt} takes no option {', '.join(unknown)} (it takes: {', '.join(allowed) or 'none'})")
-    writer(gaussians, path, up=module.DEFAULT_UP if up is None else up, **options)
+    format_of(path)  # an unknown extension fails before any work
+    write(SplatArrays.from_gaussians(gaussians), path, up=up, **options)
 
 
 def load(path: str | os.PathLike, *, up: Up | None = None, on_invalid: OnInvalid = "error") -> Gaussians:
@@ -70,11 +97,7 @@ def load(path: str | os.PathLike, *, up: Up | None = None, on_invalid: OnInvalid
     on_invalid: "error" (a FormatError for rows with NaN/Inf or a zero
     quaternion) or "drop" (skip those rows).
     """
-    import importlib
-
-    fmt = format_of(path)
-    module = importlib.import_module(f"exporters.{fmt}")
-    return getattr(module, f"load_{fmt}")(path, up=module.DEFAULT_UP if up is None else up, on_invalid=on_invalid)
+    return read(path, up=up, on_invalid=on_invalid).to_gaussians()
 
 
-__all__ = ["FORMATS", "default_up", "format_of", "load", "save"]
+__all__ = ["FORMATS", "default_up", "format_of", "load", "module_of", "options_of", "read", "save", "write"]

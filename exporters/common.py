@@ -1,24 +1,118 @@
-"""What every format's reader and writer share: reading a file, checking decoded
-values, and turning numpy arrays into a `Gaussians`.
+"""What every format's reader and writer share: `SplatArrays`, reading a file, checking values.
+
+The format modules work on numpy only, so that `worldgen info` and `worldgen
+convert` never import torch (most of a second at start-up). `SplatArrays`
+is not a second Gaussian type: it is the `Gaussians` fields as numpy arrays at
+the file boundary, and `exporters.load` / `exporters.save` turn it into and
+out of the one `Gaussians` there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
-from worldgen.errors import FormatError
-from worldgen.gaussians import Gaussians
+from worldgen.errors import FormatError, InvalidGaussiansError
+
+if TYPE_CHECKING:
+    from worldgen.gaussians import Gaussians
 
 #: what a reader does with rows holding NaN/Inf or a zero quaternion
 OnInvalid = Literal["error", "drop"]
 
+#: degree-0 SH constant: rgb = 0.5 + C0 * sh0 (as worldgen.sh.C0, without importing torch)
+C0 = 0.28209479177387814
+#: number of SH coefficients beyond the first for each degree (as worldgen.sh.REST_COEFFS)
+REST_COEFFS = {0: 0, 1: 3, 2: 8, 3: 15}
+
 #: a quaternion whose norm is within this of 1 is kept exactly as stored
 _UNIT_TOL = 1e-6
+#: how far from 1 a quaternion's norm may be in a set that is written (as worldgen.gaussians.QUAT_NORM_TOL)
+QUAT_NORM_TOL = 1e-3
+FIELDS = ("means", "quats", "scales", "opacities", "sh0", "shN")
+
+
+def sh_degree_of(k: int) -> int:
+    """SH degree from the number of higher coefficients K (0, 3, 8 or 15)."""
+    for degree, count in REST_COEFFS.items():
+        if count == k:
+            return degree
+    raise InvalidGaussiansError(f"shN must hold 0, 3, 8 or 15 coefficients per colour channel, got {k}")
+
+
+@dataclass(frozen=True, eq=False)
+class SplatArrays:
+    """The fields of a `Gaussians` as numpy arrays (float32 or float64), in some frame.
+
+    Same names, shapes and meanings as `worldgen.gaussians.Gaussians`:
+    activated values, w x y z quaternions.
+    """
+
+    means: np.ndarray  # [N, 3]
+    quats: np.ndarray  # [N, 4] w x y z, unit length
+    scales: np.ndarray  # [N, 3] standard deviations along the local axes
+    opacities: np.ndarray  # [N] in [0, 1]
+    sh0: np.ndarray  # [N, 1, 3]
+    shN: np.ndarray  # [N, K, 3], K in {0, 3, 8, 15}
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0]
+        shapes = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "sh0": (n, 1, 3)}
+        for f, shape in shapes.items():
+            if getattr(self, f).shape != shape:
+                raise InvalidGaussiansError(f"SplatArrays.{f} has shape {getattr(self, f).shape}, expected {shape}")
+        if self.shN.ndim != 3 or self.shN.shape[0] != n or self.shN.shape[2] != 3:
+            raise InvalidGaussiansError(f"SplatArrays.shN has shape {self.shN.shape}, expected [N, K, 3]")
+        sh_degree_of(self.shN.shape[1])
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_of(self.shN.shape[1])
+
+    def replace(self, **fields: np.ndarray) -> SplatArrays:
+        return dataclasses.replace(self, **fields)
+
+    def take(self, rows: np.ndarray) -> SplatArrays:
+        """The rows named by integer indices or a boolean mask. rows: [M] or [N] bool"""
+        return SplatArrays(**{f: getattr(self, f)[rows] for f in FIELDS})
+
+    def with_sh_degree(self, degree: int) -> SplatArrays:
+        """Pad with zeros or truncate the higher SH bands to `degree`."""
+        k, have = REST_COEFFS[degree], self.shN.shape[1]
+        if k <= have:
+            return self if k == have else self.replace(shN=self.shN[:, :k])
+        pad = np.zeros((len(self), k - have, 3), dtype=self.shN.dtype)
+        return self.replace(shN=np.concatenate([self.shN, pad], axis=1))
+
+    @classmethod
+    def from_gaussians(cls, g: Gaussians) -> SplatArrays:
+        """The fields of `g` (any device, float32 or float64) as numpy arrays, without a copy where possible."""
+        arrays = {}
+        for f in FIELDS:
+            t = getattr(g, f).detach().cpu()
+            arrays[f] = t.numpy() if t.dtype.is_floating_point and t.dtype.itemsize >= 4 else t.float().numpy()
+        return cls(**arrays)
+
+    def to_gaussians(self) -> Gaussians:
+        """A float32 `Gaussians` on the CPU holding these values (imports torch)."""
+        import torch
+
+        from worldgen.gaussians import Gaussians
+
+        return Gaussians(**{f: torch.from_numpy(_owned_float32(getattr(self, f))) for f in FIELDS})
+
+
+def as_arrays(g: Gaussians | SplatArrays) -> SplatArrays:
+    """`g` itself if it is a SplatArrays, else the arrays of a Gaussians."""
+    return g if isinstance(g, SplatArrays) else SplatArrays.from_gaussians(g)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -32,8 +126,8 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 def sigmoid64(x: np.ndarray) -> np.ndarray:
     """Logistic function in float64, without overflow warnings."""
     x = np.asarray(x, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def logit64(p: np.ndarray) -> np.ndarray:
@@ -43,15 +137,11 @@ def logit64(p: np.ndarray) -> np.ndarray:
         return np.log(p) - np.log1p(-p)
 
 
-def to_numpy64(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().to(torch.float64).numpy()
+def f64(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
 
 
-def to_numpy32(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().to(torch.float32).numpy()
-
-
-def make_gaussians(
+def make_arrays(
     name: str | os.PathLike,
     *,
     means: np.ndarray,  # [N, 3]
@@ -61,8 +151,8 @@ def make_gaussians(
     sh0: np.ndarray,  # [N, 1, 3]
     shN: np.ndarray,  # [N, K, 3]
     on_invalid: OnInvalid = "error",
-) -> Gaussians:
-    """Check decoded values and build float32 Gaussians (file frame, quaternions normalised).
+) -> SplatArrays:
+    """Check decoded values and build float32 arrays (file frame, quaternions normalised, opacities clamped).
 
     Rows with NaN/Inf anywhere or a zero quaternion are a FormatError naming the
     file, or are dropped when ``on_invalid="drop"``.
@@ -79,7 +169,7 @@ def make_gaussians(
             if rows.any():
                 problems.append(f"{int(rows.sum())} rows with NaN/Inf {field} (first at row {int(np.argmax(rows))})")
             bad |= rows
-        norms = np.sqrt((quats.astype(np.float64) ** 2).sum(axis=1))
+        norms = np.sqrt(np.einsum("ij,ij->i", f64(quats), f64(quats)))
     zero = np.isfinite(norms) & (norms < 1e-12)
     if zero.any():
         problems.append(f"{int(zero.sum())} rows with a zero quaternion (first at row {int(np.argmax(zero))})")
@@ -96,40 +186,62 @@ def make_gaussians(
         q = q.astype(np.float64, copy=True)
         q[off] /= norms[off, None]
     fields["quats"] = q
-    out = {f: torch.from_numpy(_owned_float32(v)) for f, v in fields.items()}
-    out["opacities"] = out["opacities"].clamp(0.0, 1.0)
-    return Gaussians(**out)
+    out = {f: np.asarray(v, dtype=np.float32) for f, v in fields.items()}
+    o = out["opacities"]
+    if o.size and (o.min() < 0 or o.max() > 1):
+        out["opacities"] = np.clip(o, 0.0, 1.0)
+    return SplatArrays(**out)
 
 
-def write_array(f: BinaryIO, array: np.ndarray) -> None:
+def check_writable(a: SplatArrays) -> SplatArrays:
+    """`a` itself if every value can be written: finite, unit quaternions, scales >= 0, opacities in [0, 1].
+
+    The numpy twin of `Gaussians.validate` (same checks, same messages); a
+    few whole-array reductions, the row-by-row search only on failure.
+    """
+    n = len(a)
+    if n == 0:
+        return a
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = all(np.isfinite(np.sum(getattr(a, f), dtype=np.float64)) for f in FIELDS)
+        quat_error = np.abs(np.sqrt(np.einsum("ij,ij->i", f64(a.quats), f64(a.quats))) - 1)
+        if finite and quat_error.max() <= QUAT_NORM_TOL and a.scales.min() >= 0 and 0 <= a.opacities.min() and a.opacities.max() <= 1:
+            return a
+        rows = lambda x: x.reshape(n, -1)  # noqa: E731
+        checks = [
+            (~np.isfinite(a.means).all(axis=1), "means are NaN or infinite"),
+            (~np.isfinite(a.quats).all(axis=1), "quats are NaN or infinite"),
+            (~np.isfinite(a.scales).all(axis=1), "scales are NaN or infinite"),
+            (~np.isfinite(a.opacities), "opacities are NaN or infinite"),
+            (~np.isfinite(rows(a.sh0)).all(axis=1), "SH colours are NaN or infinite"),
+            (~np.isfinite(rows(a.shN)).all(axis=1), "SH colours are NaN or infinite"),
+            (~(quat_error <= QUAT_NORM_TOL), "quats are not unit length"),
+            ((a.scales < 0).any(axis=1), "scales are negative"),
+            (~((a.opacities >= 0) & (a.opacities <= 1)), "opacities are outside [0, 1]"),
+        ]
+    for mask, message in checks:
+        if mask.any():
+            raise InvalidGaussiansError(f"{int(mask.sum())} of {n} Gaussians invalid: {message} (first at row {int(np.argmax(mask))})")
+    return a  # a float64 sum overflowed on finite values: a false alarm
+
+
+def visibility_score(a: SplatArrays) -> np.ndarray:
+    """log(opacity x volume) of each splat; the numpy twin of `worldgen.ops.visibility_score`. [N]"""
+    with np.errstate(divide="ignore"):
+        return np.log(f64(a.opacities)) + np.log(f64(a.scales)).sum(axis=1)
+
+
+def most_visible(a: SplatArrays, n: int) -> SplatArrays:
+    """The `n` splats of largest opacity x volume, in their original order; twin of `worldgen.ops.most_visible`."""
+    if n >= len(a):
+        return a
+    order = np.argsort(-visibility_score(a), kind="stable")  # ties: the earlier row first
+    return a.take(np.sort(order[:n]))
+
+
+def write_array(f, array: np.ndarray) -> None:
     """Write a C-contiguous array's bytes without copying them."""
     f.write(memoryview(np.ascontiguousarray(array)).cast("B") if array.size else b"")
-
-
-def check_writable(g: Gaussians) -> Gaussians:
-    """`g.validate()`, with a fast path: one reduction per field, the full check only on suspicion."""
-    from worldgen.gaussians import QUAT_NORM_TOL
-
-    t = lambda x: bool(x)  # noqa: E731
-    fine = len(g) == 0 or (
-        all(t(torch.isfinite(getattr(g, f).sum())) for f in ("means", "quats", "scales", "opacities", "sh0", "shN"))
-        and t(((g.quats * g.quats).sum(dim=1).sqrt() - 1).abs().max() <= QUAT_NORM_TOL)
-        and t(g.scales.min() >= 0)
-        and t(g.opacities.min() >= 0)
-        and t(g.opacities.max() <= 1)
-    )
-    return g if fine else g.validate()  # validate raises with the row and the problem (or clears a false alarm)
-
-
-def to_world(g: Gaussians, up: str, name: str | os.PathLike) -> Gaussians:
-    """Rotate decoded Gaussians from the file frame into the world frame; overflow is a FormatError."""
-    from exporters.frames import from_file_frame
-
-    out = from_file_frame(g, up)  # type: ignore[arg-type]
-    suspect = out is not g and len(out) and not all(bool(torch.isfinite(t.sum())) for t in (out.means, out.quats, out.shN))
-    if suspect and not all(bool(torch.isfinite(t).all()) for t in (out.means, out.quats, out.shN)):
-        raise FormatError(f"{name}: values too large to rotate into the world frame (overflow to infinity)")
-    return out
 
 
 def _owned_float32(v: np.ndarray) -> np.ndarray:
@@ -138,4 +250,19 @@ def _owned_float32(v: np.ndarray) -> np.ndarray:
     return out if out.flags.writeable else out.copy()
 
 
-__all__ = ["check_writable", "to_world", "write_array", "OnInvalid", "logit64", "make_gaussians", "read_bytes", "sigmoid64", "to_numpy32", "to_numpy64"]
+__all__ = [
+    "C0",
+    "REST_COEFFS",
+    "OnInvalid",
+    "SplatArrays",
+    "as_arrays",
+    "check_writable",
+    "logit64",
+    "make_arrays",
+    "most_visible",
+    "read_bytes",
+    "sigmoid64",
+    "sh_degree_of",
+    "visibility_score",
+    "write_array",
+]

@@ -27,27 +27,32 @@ from __future__ import annotations
 import io
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from exporters.common import (
+    REST_COEFFS,
     OnInvalid,
+    SplatArrays,
+    as_arrays,
     check_writable,
+    f64,
     logit64,
-    make_gaussians,
+    make_arrays,
     read_bytes,
     sigmoid64,
-    to_numpy64,
-    to_world,
     write_array,
 )
-from exporters.frames import Up, to_file_frame
+from exporters.frames import Up, to_file_frame, to_world
 from worldgen.errors import FormatError
-from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_open
-from worldgen.sh import REST_COEFFS
+
+if TYPE_CHECKING:
+    from worldgen.gaussians import Gaussians
 
 DEFAULT_UP: Up = "-y"
+MAX_SH_DEGREE = 3
 
 _TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -73,25 +78,24 @@ def property_names(sh_degree: int, *, normals: bool = False) -> list[str]:
     return names + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
 
 
-def _body(g: Gaussians, *, normals: bool) -> np.ndarray:
+def _body(a: SplatArrays, *, normals: bool) -> np.ndarray:
     """The vertex rows as one float32 matrix, filled column block by column block. [N, P]"""
-    import torch
-
-    n, k = len(g), g.shN.shape[1]
-    cols = 3 + (3 if normals else 0) + 3 + 3 * k + 1 + 3 + 4
-    body = torch.zeros(n, cols, dtype=torch.float32)
-    body[:, 0:3] = g.means
+    n, k = len(a), a.shN.shape[1]
     c = 6 if normals else 3
-    body[:, c : c + 3] = g.sh0[:, 0]
+    body = np.empty((n, c + 3 + 3 * k + 1 + 3 + 4), dtype=np.float32)
+    body[:, 0:3] = a.means
+    if normals:
+        body[:, 3:6] = 0.0
+    body[:, c : c + 3] = a.sh0[:, 0]
     c += 3
     if k:  # channel-major: all K red coefficients, then green, then blue
-        body[:, c : c + 3 * k].view(n, 3, k).copy_(g.shN.transpose(1, 2))
+        body[:, c : c + 3 * k].reshape(n, 3, k)[:] = a.shN.transpose(0, 2, 1)
     c += 3 * k
     with np.errstate(divide="ignore"):  # opacity 0 / scale 0 are clipped to finite values viewers can read
-        body[:, c] = torch.from_numpy(np.clip(logit64(to_numpy64(g.opacities)), -_MAX_LOGIT, _MAX_LOGIT))
-    body[:, c + 1 : c + 4] = torch.log(g.scales.to(torch.float64)).clamp_min(_MIN_LOG_SCALE)
-    body[:, c + 4 : c + 8] = g.quats
-    return body.numpy()
+        body[:, c] = np.clip(logit64(a.opacities), -_MAX_LOGIT, _MAX_LOGIT)
+        body[:, c + 1 : c + 4] = np.maximum(np.log(f64(a.scales)), _MIN_LOG_SCALE)
+    body[:, c + 4 : c + 8] = a.quats
+    return body
 
 
 def _header(n: int, names: list[str]) -> bytes:
@@ -100,30 +104,30 @@ def _header(n: int, names: list[str]) -> bytes:
     return "\n".join(lines).encode("ascii")
 
 
-def encode_ply(g: Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
-    """The .ply file of `g` as bytes (binary little endian, float32)."""
-    g = to_file_frame(check_writable(g), up)
-    return _header(len(g), property_names(g.sh_degree, normals=normals)) + _body(g, normals=normals).tobytes()
+def encode_ply(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
+    """The .ply file of `a` as bytes (binary little endian, float32)."""
+    a = to_file_frame(check_writable(as_arrays(a)), up)
+    return _header(len(a), property_names(a.sh_degree, normals=normals)) + _body(a, normals=normals).tobytes()
 
 
-def save_ply(g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP, normals: bool = False) -> None:
-    """Write `g` as a 3DGS .ply, atomically. `normals=True` adds zero nx, ny, nz as the original 3DGS code does."""
-    g = to_file_frame(check_writable(g), up)
-    body = _body(g, normals=normals)
+def save_ply(a: SplatArrays, path: str | os.PathLike, *, up: Up = DEFAULT_UP, normals: bool = False) -> None:
+    """Write `a` as a 3DGS .ply, atomically. `normals=True` adds zero nx, ny, nz as the original 3DGS code does."""
+    a = to_file_frame(check_writable(a), up)
+    body = _body(a, normals=normals)
     with atomic_open(path) as f:
-        f.write(_header(len(g), property_names(g.sh_degree, normals=normals)))
+        f.write(_header(len(a), property_names(a.sh_degree, normals=normals)))
         write_array(f, body)
 
 
-def _encode_ply_reference(g: Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
+def _encode_ply_reference(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
     """Slow twin of `encode_ply`: builds the file with plyfile, property by property."""
     from plyfile import PlyData, PlyElement
 
-    g = to_file_frame(check_writable(g), up)
-    names = property_names(g.sh_degree, normals=normals)
-    rows = np.zeros(len(g), dtype=[(name, "<f4") for name in names])
+    a = to_file_frame(check_writable(as_arrays(a)), up)
+    names = property_names(a.sh_degree, normals=normals)
+    rows = np.zeros(len(a), dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
-        rows[name] = _body(g, normals=normals)[:, i]
+        rows[name] = _body(a, normals=normals)[:, i]
     buf = io.BytesIO()
     PlyData([PlyElement.describe(rows, "vertex")], text=False, byte_order="<").write(buf)
     return buf.getvalue()
@@ -248,8 +252,8 @@ def _rest_to_shn(rest: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
-    """Gaussians (world frame) from the bytes of a 3DGS .ply; `name` is used in error messages."""
+def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:
+    """Splats (world frame) from the bytes of a 3DGS .ply; `name` is used in error messages."""
     if not data:
         raise FormatError(f"{name}: the file is empty")
     fmt, elements, offset = _parse_header(data, name)
@@ -265,7 +269,7 @@ def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_in
         return mat[:, idx]
 
     with np.errstate(over="ignore"):
-        g = make_gaussians(
+        a = make_arrays(
             name,
             means=take(["x", "y", "z"]),
             quats=take(["rot_0", "rot_1", "rot_2", "rot_3"]),
@@ -275,15 +279,15 @@ def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_in
             shN=_rest_to_shn(take(rest), k),
             on_invalid=on_invalid,
         )
-    return to_world(g, up, name)
+    return to_world(a, up, name)
 
 
-def load_ply(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
-    """Read a 3DGS .ply (binary little/big endian or ascii) into world-frame Gaussians."""
+def load_ply(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:
+    """Read a 3DGS .ply (binary little/big endian or ascii) into world-frame splats."""
     return decode_ply(read_bytes(path), str(path), up=up, on_invalid=on_invalid)
 
 
-def _decode_ply_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP) -> Gaussians:
+def _decode_ply_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP) -> SplatArrays:
     """Slow twin of `decode_ply` through plyfile (trusted inputs only: no hardening)."""
     from plyfile import PlyData
 
@@ -292,7 +296,7 @@ def _decode_ply_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAUL
     rest = _sh_rest_columns(props, name)
     n, k = len(v), len(rest) // 3
     col = lambda names: np.stack([v[p].astype(np.float64) for p in names], axis=1)  # noqa: E731
-    g = make_gaussians(
+    a = make_arrays(
         name,
         means=col(["x", "y", "z"]),
         quats=col(["rot_0", "rot_1", "rot_2", "rot_3"]),
@@ -301,7 +305,7 @@ def _decode_ply_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAUL
         sh0=col(["f_dc_0", "f_dc_1", "f_dc_2"]).reshape(n, 1, 3),
         shN=col([props[i] for i in rest]).reshape(n, 3, k).transpose(0, 2, 1),
     )
-    return to_world(g, up, name)
+    return to_world(a, up, name)
 
 
 __all__ = ["DEFAULT_UP", "decode_ply", "encode_ply", "load_ply", "property_names", "save_ply"]

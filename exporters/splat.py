@@ -26,18 +26,31 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from exporters.common import OnInvalid, check_writable, make_gaussians, read_bytes, to_world, write_array
-from exporters.frames import Up, to_file_frame
+from exporters.common import (
+    C0,
+    OnInvalid,
+    SplatArrays,
+    as_arrays,
+    check_writable,
+    f64,
+    make_arrays,
+    read_bytes,
+    visibility_score,
+    write_array,
+)
+from exporters.frames import Up, to_file_frame, to_world
 from worldgen.errors import FormatError
-from worldgen.gaussians import Gaussians
 from worldgen.io import atomic_open
-from worldgen.sh import C0
+
+if TYPE_CHECKING:
+    from worldgen.gaussians import Gaussians
 
 DEFAULT_UP: Up = "-y"
+MAX_SH_DEGREE = 0
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 assert RECORD.itemsize == 32
 
@@ -46,51 +59,60 @@ class LossyExportWarning(UserWarning):
     """A format cannot hold everything a `Gaussians` holds (e.g. SH bands in .splat)."""
 
 
-def visibility_order(g: Gaussians) -> torch.Tensor:
-    """Indices sorting `g` by descending opacity x volume, as the reference .splat converter does. [N]"""
-    from worldgen.ops import visibility_score
-
-    return torch.sort(visibility_score(g), descending=True, stable=True).indices
+def visibility_order(a: SplatArrays) -> np.ndarray:
+    """Indices sorting `a` by descending opacity x volume, as the reference .splat converter does. [N]"""
+    return np.argsort(-visibility_score(a), kind="stable")
 
 
-def _records(g: Gaussians) -> np.ndarray:
-    """The .splat records of `g`, sorted: a [N, 32] byte matrix viewed as RECORD. [N]"""
-    n = len(g)
-    floats = torch.cat([g.means, g.scales], dim=1).to(torch.float32).numpy()  # [N, 6]
-    rgba = torch.cat([0.5 + C0 * g.sh0[:, 0].to(torch.float64), g.opacities.to(torch.float64)[:, None]], dim=1) * 255
-    q = torch.nn.functional.normalize(g.quats.to(torch.float64), dim=1) * 128 + 128
-    small = torch.cat([rgba, q], dim=1).clamp_(0, 255).to(torch.uint8).numpy()  # [N, 8], truncated like astype(uint8)
-    rows = np.concatenate([floats.astype("<f4", copy=False).view(np.uint8).reshape(n, 24), small], axis=1)
-    rows = torch.from_numpy(rows.view(np.int64)).index_select(0, visibility_order(g)).numpy()  # sort whole records
-    return rows.view(np.uint8).view(RECORD).reshape(n)
+def _records(a: SplatArrays) -> np.ndarray:
+    """The .splat records of `a`, sorted. [N] of RECORD"""
+    rec = np.empty(len(a), dtype=RECORD)
+    order = visibility_order(a)
+    a = a.take(order)
+    rec["position"] = a.means
+    rec["scale"] = a.scales
+    rgba = np.empty((len(a), 4))
+    rgba[:, :3] = 0.5 + C0 * f64(a.sh0[:, 0])
+    rgba[:, 3] = a.opacities
+    rgba *= 255
+    q = f64(a.quats)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True) * 128 + 128
+    rec["rgba"] = np.clip(rgba, 0, 255).astype(np.uint8)  # truncated, like the reference's astype(uint8)
+    rec["rot"] = np.clip(q, 0, 255).astype(np.uint8)
+    return rec
 
 
-def _prepare(g: Gaussians, up: Up) -> Gaussians:
-    g = check_writable(g)
-    if g.sh_degree > 0:
-        warnings.warn(f".splat holds no SH bands: dropping SH degree {g.sh_degree} (view-dependent colour)", LossyExportWarning, stacklevel=3)
-        g = g.with_sh_degree(0)
-    return to_file_frame(g, up)
+def _prepare(a: SplatArrays, up: Up) -> SplatArrays:
+    a = check_writable(a)
+    if a.sh_degree > 0:
+        warnings.warn(f".splat holds no SH bands: dropping SH degree {a.sh_degree} (view-dependent colour)", LossyExportWarning, stacklevel=3)
+        a = a.with_sh_degree(0)
+    return to_file_frame(a, up)
 
 
-def encode_splat(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
-    """The .splat file of `g` as bytes (SH bands dropped)."""
-    return _records(_prepare(g, up)).tobytes()
+def encode_splat(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
+    """The .splat file of `a` as bytes (SH bands dropped)."""
+    return _records(_prepare(as_arrays(a), up)).tobytes()
 
 
-def save_splat(g: Gaussians, path: str | os.PathLike, *, up: Up = DEFAULT_UP) -> None:
-    """Write `g` as an antimatter15 .splat, atomically (SH bands dropped)."""
-    if len(g) == 0:
+def save_splat(a: SplatArrays, path: str | os.PathLike, *, up: Up = DEFAULT_UP) -> None:
+    """Write `a` as an antimatter15 .splat, atomically (SH bands dropped)."""
+    if len(a) == 0:
         raise FormatError(f"{path}: a .splat file cannot hold zero splats (it would be an empty file)")
-    rec = _records(_prepare(g, up))
+    rec = _records(_prepare(a, up))
     with atomic_open(path) as f:
         write_array(f, rec)
 
 
 def _encode_splat_reference(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
-    """Slow twin of `encode_splat`: one struct.pack per splat, as the reference converter."""
-    g = _prepare(g, up)
-    g = g[visibility_order(g)].to(dtype=torch.float64)
+    """Slow twin of `encode_splat`: torch's visibility sort, one struct.pack per splat, as the reference converter."""
+    import torch
+
+    from worldgen.ops import visibility_score as torch_visibility_score
+
+    a = _prepare(as_arrays(g), up)
+    g = a.to_gaussians().to(dtype=torch.float64)
+    g = g[torch.sort(torch_visibility_score(g), descending=True, stable=True).indices]
     out = bytearray()
     clip8 = lambda v: int(min(max(v, 0.0), 255.0))  # noqa: E731  (truncates, like astype(uint8))
     for i in range(len(g)):
@@ -101,8 +123,8 @@ def _encode_splat_reference(g: Gaussians, *, up: Up = DEFAULT_UP) -> bytes:
     return bytes(out)
 
 
-def decode_splat(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
-    """Gaussians (world frame, SH degree 0) from the bytes of a .splat file."""
+def decode_splat(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:
+    """Splats (world frame, SH degree 0) from the bytes of a .splat file."""
     if not data:
         raise FormatError(f"{name}: the file is empty")
     if len(data) % RECORD.itemsize:
@@ -112,7 +134,7 @@ def decode_splat(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_
     rec = np.frombuffer(data, dtype=RECORD)
     n = len(rec)
     rgba = rec["rgba"].astype(np.float64) / 255
-    g = make_gaussians(
+    a = make_arrays(
         name,
         means=rec["position"],
         quats=(rec["rot"].astype(np.float64) - 128) / 128,
@@ -122,20 +144,20 @@ def decode_splat(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_
         shN=np.zeros((n, 0, 3)),
         on_invalid=on_invalid,
     )
-    return to_world(g, up, name)
+    return to_world(a, up, name)
 
 
-def load_splat(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> Gaussians:
-    """Read an antimatter15 .splat into world-frame Gaussians (SH degree 0)."""
+def load_splat(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:
+    """Read an antimatter15 .splat into world-frame splats (SH degree 0)."""
     return decode_splat(read_bytes(path), str(path), up=up, on_invalid=on_invalid)
 
 
-def _decode_splat_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP) -> Gaussians:
+def _decode_splat_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP) -> SplatArrays:
     """Slow twin of `decode_splat`: one struct.unpack per record."""
     rows = [struct.unpack_from("<3f3f4B4B", data, off) for off in range(0, len(data), 32)]
     arr = np.array(rows, dtype=np.float64).reshape(-1, 14)
     n = len(arr)
-    g = make_gaussians(
+    a = make_arrays(
         name,
         means=arr[:, 0:3],
         quats=(arr[:, 10:14] - 128) / 128,
@@ -144,7 +166,7 @@ def _decode_splat_reference(data: bytes, name: str = "<bytes>", *, up: Up = DEFA
         sh0=((arr[:, 6:9] / 255 - 0.5) / C0).reshape(n, 1, 3),
         shN=np.zeros((n, 0, 3)),
     )
-    return to_world(g, up, name)
+    return to_world(a, up, name)
 
 
 __all__ = ["DEFAULT_UP", "RECORD", "LossyExportWarning", "decode_splat", "encode_splat", "load_splat", "save_splat", "visibility_order"]

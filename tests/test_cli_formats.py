@@ -26,16 +26,40 @@ def test_info_prints_count_degree_bounds_and_stats(world, capsys):
         assert text in out
 
 
-@pytest.mark.parametrize("ext", ["ply", "splat", "spz"])
-def test_convert_to_every_format_with_max_splats(world, tmp_path, ext, capsys):
+EXTS = ["ply", "splat", "spz", "glb", "sog"]
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_info_reads_every_format(world, tmp_path, ext, capsys):
+    other = tmp_path / f"w.{ext}"
+    assert main(["convert", str(world), str(other)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "300" in out and "bounds min" in out and f"({ {'glb': 'gltf'}.get(ext, ext) }," in out
+
+
+@pytest.mark.parametrize("src_ext", EXTS)
+@pytest.mark.parametrize("ext", EXTS)
+def test_convert_between_every_pair_with_max_splats(world, tmp_path, src_ext, ext, capsys):
+    src = tmp_path / f"src.{src_ext}"
+    assert main(["convert", str(world), str(src)]) == 0
     out = tmp_path / f"small.{ext}"
-    assert main(["convert", str(world), str(out), "--max-splats", "120"]) == 0
+    assert main(["convert", str(src), str(out), "--max-splats", "120"]) == 0
     g = load(out)
-    assert len(g) == 120 and g.sh_degree == (0 if ext == "splat" else 3)
+    assert len(g) == 120 and g.sh_degree == (0 if "splat" in (ext, src_ext) else 3)
     printed = capsys.readouterr()
     assert "120 of 300" in printed.out
-    if ext == "splat":
+    if ext == "splat" and src_ext != "splat":
         assert "note:" in printed.err and "SH degree 3" in printed.err
+
+
+def test_convert_spz_version(world, tmp_path):
+    for version, magic in (("4", b"NGSP"), ("3", b"\x1f\x8b")):
+        out = tmp_path / f"v{version}.spz"
+        assert main(["convert", str(world), str(out), "--spz-version", version]) == 0
+        assert out.read_bytes()[:4].startswith(magic) and len(load(out)) == 300
+    assert (tmp_path / "v3.spz").read_bytes()[:2] == b"\x1f\x8b"
 
 
 def test_convert_with_up_overrides(world, tmp_path):
@@ -58,6 +82,12 @@ def test_convert_with_up_overrides(world, tmp_path):
         (["convert", "{tmp}/world.ply", "{tmp}/out.ply", "--max-splats", "0"], "--max-splats must be at least 1"),
         (["convert", "{tmp}/world.ply", "{tmp}/out.ply", "--up", "x"], "unknown up axis 'x'"),
         (["convert", "{tmp}/trunc.splat", "{tmp}/out.ply"], "32-byte"),
+        (["convert", "{tmp}/world.ply", "{tmp}/out.ply", "--spz-version", "4"], "--spz-version applies to .spz output"),
+        (["convert", "{tmp}/world.ply", "{tmp}/out.spz", "--spz-version", "2"], "--spz-version must be 3 or 4"),
+        (["convert", "{tmp}/bad.glb", "{tmp}/out.ply"], "bad.glb: not a .glb file (no 'glTF' magic) (a .gltf JSON file?"),
+        (["convert", "{tmp}/bad.sog", "{tmp}/out.ply"], "bad.sog: not a .sog file: not a readable zip archive"),
+        (["convert", "{tmp}/bad4.spz", "{tmp}/out.ply"], "bad4.spz: truncated .spz"),
+        (["info", "{tmp}/mesh.glb"], "mesh.glb: the .glb holds no KHR_gaussian_splatting primitive"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(world, tmp_path, capsys, args, message):
@@ -65,6 +95,10 @@ def test_bad_input_is_one_line_and_exit_code_2(world, tmp_path, capsys, args, me
     (tmp_path / "world.obj").write_bytes(b"o cube\n")
     (tmp_path / "bad.ply").write_bytes(b"solid\n")
     (tmp_path / "trunc.splat").write_bytes(b"\0" * 40)
+    (tmp_path / "bad.glb").write_bytes(b'{"asset": {"version": "2.0"}}')
+    (tmp_path / "bad.sog").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    (tmp_path / "bad4.spz").write_bytes(b"NGSP\x04\0\0\0" + b"\0" * 10)
+    (tmp_path / "mesh.glb").write_bytes(mesh_glb())
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("worldgen: error:") and message in err and err.count("\n") == 1
@@ -78,6 +112,47 @@ def test_convert_keeps_an_existing_output_when_the_input_is_bad(world, tmp_path)
     (tmp_path / "bad.ply").write_bytes(world.read_bytes()[:-100])
     assert main(["convert", str(tmp_path / "bad.ply"), str(out)]) == 2
     assert out.read_bytes() == before
+
+
+def mesh_glb() -> bytes:
+    """A .glb of one triangle and no splats."""
+    import json
+    import struct
+
+    doc = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}], "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+           "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3", "min": [0, 0, 0], "max": [1, 1, 0]}],
+           "bufferViews": [{"buffer": 0, "byteLength": 36}], "buffers": [{"byteLength": 36}]}  # fmt: skip
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    binary = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    return struct.pack("<III", 0x46546C67, 2, total) + struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", 36, 0x004E4942) + binary
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_a_bad_file_of_every_format_writes_nothing(world, tmp_path, capsys, ext):
+    good = tmp_path / f"good.{ext}"
+    assert main(["convert", str(world), str(good)]) == 0
+    bad = tmp_path / f"bad.{ext}"
+    bad.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2 - 5])  # cut mid-record too
+    capsys.readouterr()
+    for out in ("out.ply", "out.sog", "out.glb"):
+        assert main(["convert", str(bad), str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"worldgen: error: {bad}") and err.count("\n") == 1
+        assert not (tmp_path / out).exists()
+
+
+def test_the_file_commands_do_not_import_torch(world, tmp_path):
+    script = (
+        "import sys\n"
+        "from worldgen.cli import main\n"
+        f"assert main(['info', {str(world)!r}]) == 0\n"
+        f"assert main(['convert', {str(world)!r}, {str(tmp_path / 'o.sog')!r}, '--max-splats', '10']) == 0\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_subprocess_has_no_traceback(tmp_path):

@@ -49,7 +49,7 @@ def rows_of(g, *, normals=False, dtype="<f4", order=None) -> np.ndarray:
 @given(n=st.integers(0, 40), degree=st.sampled_from([0, 1, 2, 3]), seed=st.integers(0, 2**16), normals=st.booleans())
 def test_round_trip_is_exact_in_the_file_frame(n, degree, seed, normals):
     g = random_gaussians(n, sh_degree=degree, seed=seed)
-    back = decode_ply(encode_ply(g, up="z", normals=normals), up="z")
+    back = decode_ply(encode_ply(g, up="z", normals=normals), up="z").to_gaussians()
     assert_close(back, g, fields=("means", "quats", "sh0", "shN"))  # bit-exact
     # opacities and scales pass through float32 logit / log: float32 rounding only
     assert_close(back, g, rtol=2e-6, atol=1e-7, fields=("opacities", "scales"))
@@ -58,7 +58,7 @@ def test_round_trip_is_exact_in_the_file_frame(n, degree, seed, normals):
 @given(n=st.integers(1, 30), degree=st.sampled_from([0, 3]), seed=st.integers(0, 2**16))
 def test_round_trip_in_the_default_frame_float64(n, degree, seed):
     g = random_gaussians(n, sh_degree=degree, seed=seed, dtype=torch.float64)
-    back = decode_ply(encode_ply(g))  # default up="-y" both ways
+    back = decode_ply(encode_ply(g)).to_gaussians()  # default up="-y" both ways
     assert_close(back, g, atol=1e-5, rtol=1e-5)
 
 
@@ -77,7 +77,7 @@ def test_zero_opacity_and_scale_write_finite_values():
     data = encode_ply(g, up="z")
     body = np.frombuffer(data[data.index(b"end_header\n") + 11 :], dtype="<f4")
     assert np.isfinite(body).all()
-    back = decode_ply(data, up="z")
+    back = decode_ply(data, up="z").to_gaussians()
     assert back.opacities[0] < 1e-12 and back.opacities[1] == 1.0 and back.scales[0].max() < 1e-17
 
 
@@ -96,9 +96,9 @@ def test_fast_writer_matches_plyfile(degree, up):
 def test_fast_reader_matches_plyfile_on_every_encoding(text, byte_order, normals):
     g = random_gaussians(30, sh_degree=2, seed=3)
     data = write_plyfile(rows_of(g, normals=normals), text=text, byte_order=byte_order)
-    fast, slow = decode_ply(data, up="z"), _decode_ply_reference(data, up="z")
+    fast, slow = decode_ply(data, up="z").to_gaussians(), _decode_ply_reference(data, up="z").to_gaussians()
     assert_close(fast, slow)
-    assert_close(fast, decode_ply(encode_ply(g, up="z"), up="z"), atol=1e-6 if text else 0.0)
+    assert_close(fast, decode_ply(encode_ply(g, up="z"), up="z").to_gaussians(), atol=1e-6 if text else 0.0)
 
 
 def test_reads_doubles_shuffled_order_and_extra_properties():
@@ -110,7 +110,7 @@ def test_reads_doubles_shuffled_order_and_extra_properties():
     merged = np.zeros(len(g), dtype=rows.dtype.descr + extra.dtype.descr)
     for n in shuffled:
         merged[n] = rows[n]
-    assert_close(decode_ply(write_plyfile(merged), up="z"), decode_ply(encode_ply(g, up="z"), up="z"), atol=1e-7)
+    assert_close(decode_ply(write_plyfile(merged), up="z").to_gaussians(), decode_ply(encode_ply(g, up="z"), up="z").to_gaussians(), atol=1e-7)
 
 
 # -- other writers' files --------------------------------------------------------------------
@@ -128,8 +128,8 @@ def test_reads_gsplat_export_splats_ply_and_agrees_with_ours(degree):
     from gsplat import export_splats
 
     g = random_gaussians(64, sh_degree=degree, seed=7)
-    theirs = decode_ply(export_splats(**export_splats_args(g), format="ply"), up="z")
-    ours = decode_ply(encode_ply(g, up="z"), up="z")
+    theirs = decode_ply(export_splats(**export_splats_args(g), format="ply"), up="z").to_gaussians()
+    ours = decode_ply(encode_ply(g, up="z"), up="z").to_gaussians()
     assert_close(theirs, ours, fields=("means", "quats", "sh0", "shN"))
     assert_close(theirs, ours, rtol=1e-5, atol=1e-7, fields=("opacities", "scales"))
 
@@ -139,7 +139,7 @@ def test_reads_original_3dgs_layout_with_normals():
     g = random_gaussians(10, sh_degree=3, seed=8)
     rows = rows_of(g, normals=True)
     rows["nx"] = 0.0
-    got = decode_ply(write_plyfile(rows), up="z")
+    got = decode_ply(write_plyfile(rows), up="z").to_gaussians()
     assert_close(got, g, fields=("means", "sh0", "shN"))
 
 
@@ -155,9 +155,9 @@ def test_a_mesh_is_a_format_error_naming_the_problem():
     faces = np.zeros(1, dtype=[("vertex_indices", "i4", (3,))])
     data = write_plyfile(verts, extra=[PlyElement.describe(faces, "face")])
     with pytest.raises(FormatError, match="mesh"):
-        decode_ply(data, "cube.ply")
+        decode_ply(data, "cube.ply").to_gaussians()
     with pytest.raises(FormatError, match=r"points\.ply: .*lacks f_dc_0.*opacity"):
-        decode_ply(write_plyfile(verts), "points.ply")
+        decode_ply(write_plyfile(verts), "points.ply").to_gaussians()
 
 
 @pytest.mark.parametrize(
@@ -179,19 +179,19 @@ def test_a_mesh_is_a_format_error_naming_the_problem():
 )
 def test_bad_headers(data, message):
     with pytest.raises(FormatError, match=message):
-        decode_ply(data, "bad.ply")
+        decode_ply(data, "bad.ply").to_gaussians()
 
 
 def test_a_header_that_lies_about_the_count_is_caught_before_allocating():
     data = encode_ply(random_gaussians(10, sh_degree=3))
     lying = data.replace(b"element vertex 10\n", b"element vertex 4000000000\n")
     with pytest.raises(FormatError, match="truncated or lying header: 4000000000 vertex"):
-        decode_ply(lying, "liar.ply")
+        decode_ply(lying, "liar.ply").to_gaussians()
     with pytest.raises(FormatError, match="truncated"):
-        decode_ply(data[:-5], "cut.ply")
+        decode_ply(data[:-5], "cut.ply").to_gaussians()
     ascii_data = write_plyfile(rows_of(random_gaussians(3)), text=True)
     with pytest.raises(FormatError, match="fewer"):
-        decode_ply(ascii_data.replace(b"element vertex 3", b"element vertex 9"), "liar.ply")
+        decode_ply(ascii_data.replace(b"element vertex 3", b"element vertex 9"), "liar.ply").to_gaussians()
 
 
 def test_nan_inf_and_zero_quaternions_name_the_file_and_row_or_are_dropped():
@@ -203,8 +203,8 @@ def test_nan_inf_and_zero_quaternions_name_the_file_and_row_or_are_dropped():
         rows[f"rot_{k}"][5] = 0.0
     data = write_plyfile(rows)
     with pytest.raises(FormatError, match=r"w\.ply: 1 rows with NaN/Inf means \(first at row 2\).*shN.*row 3.*zero quaternion.*row 5"):
-        decode_ply(data, "w.ply", up="z")
-    kept = decode_ply(data, "w.ply", up="z", on_invalid="drop")
+        decode_ply(data, "w.ply", up="z").to_gaussians()
+    kept = decode_ply(data, "w.ply", up="z", on_invalid="drop").to_gaussians()
     assert len(kept) == 3
     assert torch.equal(kept.means, g.means[[0, 1, 4]])
 
@@ -214,7 +214,7 @@ def test_unnormalised_quaternions_are_normalised():
     rows = rows_of(g)
     for k in range(4):
         rows[f"rot_{k}"] *= 3.0
-    got = decode_ply(write_plyfile(rows), up="z")
+    got = decode_ply(write_plyfile(rows), up="z").to_gaussians()
     torch.testing.assert_close(got.quats, g.quats, atol=1e-6, rtol=0)
     assert torch.allclose(got.quats.norm(dim=1), torch.ones(5), atol=1e-6)
 
@@ -223,7 +223,7 @@ def test_bad_sh_count():
     g = random_gaussians(2, sh_degree=1)
     fewer = rows_of(g, order=[n for n in property_names(1) if n != "f_rest_8"])
     with pytest.raises(FormatError, match="8 f_rest properties"):
-        decode_ply(write_plyfile(fewer), "sh.ply")
+        decode_ply(write_plyfile(fewer), "sh.ply").to_gaussians()
     gap = rows_of(g, order=[n for n in property_names(1) if n != "f_rest_0"] + ["f_rest_9"])
     with pytest.raises(FormatError, match="f_rest"):
-        decode_ply(write_plyfile(gap), "sh.ply")
+        decode_ply(write_plyfile(gap), "sh.ply").to_gaussians()

@@ -53,7 +53,7 @@ def assert_within_splat_tolerance(back, g):
 @given(n=st.integers(1, 60), seed=st.integers(0, 2**16))
 def test_round_trip_within_quantisation(n, seed):
     g = in_range(random_gaussians(n, seed=seed, dtype=torch.float64))
-    back = decode_splat(encode_splat(g, up="z"), up="z")
+    back = decode_splat(encode_splat(g, up="z"), up="z").to_gaussians()
     assert_within_splat_tolerance(back, g.to(dtype=torch.float32))
 
 
@@ -68,7 +68,7 @@ def test_default_frame_round_trip(tmp_path):
 
 def test_written_in_reference_converter_order():
     g = random_gaussians(200, seed=2)
-    back = decode_splat(encode_splat(g, up="z"), up="z")
+    back = decode_splat(encode_splat(g, up="z"), up="z").to_gaussians()
     # the reference converter: descending exp(s0 + s1 + s2) * sigmoid(opacity)
     order = np.argsort(-(g.scales.prod(dim=1) * g.opacities).numpy(), kind="stable")
     assert torch.equal(back.means, g.means[torch.as_tensor(order)])
@@ -78,7 +78,7 @@ def test_sh_bands_are_dropped_with_a_warning():
     g = random_gaussians(10, sh_degree=2)
     with pytest.warns(LossyExportWarning, match="SH degree 2"):
         data = encode_splat(g)
-    assert len(data) == 10 * 32 and decode_splat(data).sh_degree == 0
+    assert len(data) == 10 * 32 and decode_splat(data).to_gaussians().sh_degree == 0
 
 
 def test_fast_paths_match_the_struct_slow_twin():
@@ -86,7 +86,7 @@ def test_fast_paths_match_the_struct_slow_twin():
     for up in ("z", "-y"):
         data = encode_splat(g, up=up)
         assert data == _encode_splat_reference(g, up=up)
-        fast, slow = decode_splat(data, up=up), _decode_splat_reference(data, up=up)
+        fast, slow = decode_splat(data, up=up).to_gaussians(), _decode_splat_reference(data, up=up).to_gaussians()
         for f in ("means", "quats", "scales", "opacities", "sh0"):
             torch.testing.assert_close(getattr(fast, f), getattr(slow, f), atol=1e-6, rtol=0)
 
@@ -96,8 +96,8 @@ def test_agrees_with_gsplat_export_splats():
 
     g = random_gaussians(128, seed=4)
     raw = dict(means=g.means, scales=torch.log(g.scales), quats=g.quats, opacities=torch.logit(g.opacities), sh0=g.sh0, shN=g.shN)
-    theirs = decode_splat(export_splats(**raw, format="splat"), up="z")
-    ours = decode_splat(encode_splat(g, up="z"), up="z")
+    theirs = decode_splat(export_splats(**raw, format="splat"), up="z").to_gaussians()
+    ours = decode_splat(encode_splat(g, up="z"), up="z").to_gaussians()
     theirs, ours = sort_like(theirs, ours)  # gsplat sorts by Morton code, we by visibility
     torch.testing.assert_close(theirs.means, ours.means, atol=0, rtol=0)
     torch.testing.assert_close(theirs.scales, ours.scales, atol=1e-6, rtol=1e-6)  # exp(log(s)) in float32
@@ -113,7 +113,7 @@ def test_agrees_with_gsplat_export_splats():
 )
 def test_bad_files(data, message):
     with pytest.raises(FormatError, match=message):
-        decode_splat(data, "x.splat")
+        decode_splat(data, "x.splat").to_gaussians()
 
 
 def test_nan_and_zero_quaternion_records():
@@ -121,5 +121,5 @@ def test_nan_and_zero_quaternion_records():
     rec["position"][1, 0] = np.nan
     rec["rot"][2] = 128  # decodes to a zero quaternion
     with pytest.raises(FormatError, match=r"x\.splat: 1 rows with NaN/Inf means \(first at row 1\).*zero quaternion"):
-        decode_splat(rec.tobytes(), "x.splat")
-    assert len(decode_splat(rec.tobytes(), on_invalid="drop")) == 2
+        decode_splat(rec.tobytes(), "x.splat").to_gaussians()
+    assert len(decode_splat(rec.tobytes(), on_invalid="drop").to_gaussians()) == 2
