@@ -1,18 +1,17 @@
-"""World-model speed on CPU: sampling a coarse world, the detail decoder, training throughput.
+"""World-model speed on CPU: sampling part tokens, decoding parts, encoding worlds, training steps, OT pairing.
 
 - sampling: seconds per world for `steps` Euler steps with classifier-free
-  guidance (both branches in one batch), at N coarse Gaussians, per preset
-  and attention kind (full SDPA vs induced-set attention, with or without
-  local blocks);
-- detail: seconds to grow N coarse Gaussians into N x children splats;
-- training: samples/s of one optimiser step at the preset's subset size,
-  bf16 autocast vs fp32;
+  guidance (both branches in one batch), at the preset's tokens per world;
+- decode: seconds to grow a procedural world's parts (its true frames and
+  counts, ~110-150k Gaussians) through the part decoder;
+- encode: seconds to encode a procedural world's parts (the dataset pass of
+  `worldgen train --stage set`);
+- training: one optimiser step of each stage (parts: slots/s; set: worlds/s);
 - pairing: ms per batch of Sinkhorn OT pairing vs exact Hungarian.
 
-    python benchmarks/bench_model.py            # N=2048, presets small and base
-    python benchmarks/bench_model.py --quick    # small sizes, seconds
+    python benchmarks/bench_model.py               # presets small (and base: --presets small,base)
+    python benchmarks/bench_model.py --quick       # the tiny preset, seconds
     python benchmarks/bench_model.py --threads 1   # on a shared machine: no OpenMP barrier stalls
-    python benchmarks/bench_model.py --presets small --attention isab --local-blocks 0,2 --skip detail,training,pairing
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ import time
 
 import torch
 
-from worldgen.model import Condition, WorldModel, decode_world, get_config, sample
-from worldgen.model.flow import _sinkhorn_pairing_reference, flow_loss, sinkhorn_pairing
-from worldgen.model.world import autocast_for
+from worldgen.model import Condition, WorldModel, get_config, sample
+from worldgen.model.flow import _sinkhorn_pairing_reference, sinkhorn_pairing
+from worldgen.model.world import decode_world, encode_world
 
 
 def timed(fn, repeats: int = 1, *, warmup=None) -> float:
@@ -61,106 +60,85 @@ def randomized(model: WorldModel) -> WorldModel:
     return model.eval()
 
 
-def bench_sampling(
-    presets: list[str], n: int, steps: int, attentions: list[str], precisions: list[str], local_blocks: list[int]
-) -> None:
-    print(f"\n## sampling: N={n}, {steps} Euler steps, guidance 3 (seconds per world)")
+def bench_sampling(presets: list[str], steps: int) -> None:
+    print(f"\n## sampling: {steps} Euler steps, guidance 2 (seconds per world)")
     cond = fake_condition()
     for name in presets:
-        for attention in attentions:
-            for local in local_blocks:
-                cfg = get_config(name, attention=attention, local_blocks=local)
-                model = randomized(WorldModel(cfg))
-                params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
-                kind = f"{attention}+{local} local" if local else attention
-                for prec in precisions:
-                    s = timed(
-                        lambda: sample(model, cond, n=n, steps=steps, guidance=3.0, seed=0, precision=prec),
-                        warmup=lambda: sample(model, cond, n=n, steps=1, guidance=3.0, seed=0, precision=prec),
-                    )
-                    print(f"{name:5s} {kind:12s} {params:5.1f}M params  {prec}: {s:6.2f} s  {cpu_note()}")
+        model = randomized(WorldModel(get_config(name)))
+        params = sum(p.numel() for p in model.backbone.parameters()) / 1e6
+        s = timed(lambda: sample(model, cond, steps=steps, guidance=2.0, seed=0),
+                  warmup=lambda: sample(model, cond, steps=1, guidance=2.0, seed=0))  # fmt: skip
+        print(f"{name:6s} {params:5.1f}M  N={model.cfg.n_tokens}  {s:7.2f} s  {cpu_note()}")
 
 
-def bench_detail(presets: list[str], n: int) -> None:
-    print(f"\n## detail decoder: N={n} coarse -> N x children splats, 4 steps (seconds)")
+def bench_parts(presets: list[str]) -> None:
+    from worldgen.procedural import WorldSpec
+    from worldgen.procedural.parts import build_world_parts
+
+    parts = build_world_parts(WorldSpec(biome="pine_forest", water="lake", vegetation="dense", structure="village",
+                                        time="sunset", weather="snow"), seed=0)  # fmt: skip
+    print(f"\n## one procedural world's parts ({len(parts)} parts, {len(parts.gaussians):,} splats): "
+          "encode (its parts -> tokens) and decode (tokens -> Gaussians), seconds")  # fmt: skip
+    for name in presets:
+        model = randomized(WorldModel(get_config(name, n_tokens=max(448, len(parts)))))
+        tokens = encode_world(model, parts)
+        enc = timed(lambda: encode_world(model, parts))
+        enc_note = cpu_note()
+        dec = timed(lambda: decode_world(model, tokens))
+        print(f"{name:6s} encode {enc:6.2f} s {enc_note}   decode {dec:6.2f} s {cpu_note()}")
+
+
+def bench_training(presets: list[str], batch: int) -> None:
+    from worldgen.data import toy_part_set, toy_token_set
+    from worldgen.train import train, train_config
+
+    print("\n## training: one optimiser step (median of 5 after 1 warm-up)")
     for name in presets:
         cfg = get_config(name)
-        model = randomized(WorldModel(cfg))
-        coarse = torch.randn(n, cfg.token_dim) * 0.5
-        s = timed(lambda: decode_world(model, coarse, torch.randn(cfg.cond_dim), steps=4))
-        print(f"{name:5s} children={cfg.children}: {n * cfg.children} splats in {s:.2f} s  {cpu_note()}")
-
-
-def bench_training(presets: list[str], subset: int, batch: int) -> None:
-    print(f"\n## training step: batch {batch}, subset N={subset} (samples/s)")
-    cond = Condition.cat([fake_condition()] * batch)
-    for name in presets:
-        cfg = get_config(name)
-        model = WorldModel(cfg).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x1 = torch.randn(batch, subset, cfg.token_dim) * 0.5
-        for prec in ("fp32", "bf16"):
-            def step() -> None:
-                with autocast_for(prec, torch.device("cpu")):
-                    loss = flow_loss(model, x1, cond)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-
-            s = timed(step, repeats=2)
-            print(f"{name:5s} {prec}: {batch / s:6.1f} samples/s ({s:.2f} s/step)  {cpu_note()}")
+        data, _ = toy_token_set(batch * 2, cfg.n_tokens, latent=cfg.parts.latent)
+        run = train_config(name, steps=6, batch_size=batch, warmup=1, progress=False, out_dir="", probe_worlds=0)
+        t0 = time.perf_counter()
+        result = train(run, data)
+        print(f"{name:6s} set   {batch} worlds x {cfg.n_tokens} tokens: {result.rate:6.2f} worlds/s "
+              f"({batch / max(result.rate, 1e-9):.2f} s a step; {time.perf_counter() - t0:.1f} s for 6 steps)")  # fmt: skip
+        parts = toy_part_set(256, splats=256)
+        run = train_config(f"{name}-parts", steps=6, warmup=1, progress=False, out_dir="")
+        result = train(run, parts)
+        print(f"{name:6s} parts {run.part_splats} slots a step: {result.rate:8.0f} slots/s "
+              f"({run.part_splats / max(result.rate, 1e-9):.2f} s a step)")  # fmt: skip
 
 
 def bench_pairing(n: int, batch: int) -> None:
-    print(f"\n## OT pairing: batch {batch}, N={n} (ms per batch)")
+    print(f"\n## pairing: {batch} sets of N={n}, token width 63 (ms per batch)")
     g = torch.Generator().manual_seed(0)
-    x0, x1 = torch.randn(batch, n, 14, generator=g), torch.randn(batch, n, 14, generator=g) * 0.5
-    fast = timed(lambda: sinkhorn_pairing(x0, x1))
-    fast_cpu = timed.cpu
-    exact = timed(lambda: _sinkhorn_pairing_reference(x0, x1))
-    exact_cpu = timed.cpu
-
-    def cost(p: torch.Tensor) -> float:
-        return float(((torch.gather(x0, 1, p[..., None].expand_as(x0)) - x1) ** 2).sum(-1).mean())
-
-    ident = torch.arange(n).expand(batch, n)
-    print(f"sinkhorn {fast * 1e3:7.1f} ms (cpu {fast_cpu * 1e3:7.1f} ms)  cost {cost(sinkhorn_pairing(x0, x1)):.3f}")
-    print(f"hungarian {exact * 1e3:6.1f} ms (cpu {exact_cpu * 1e3:7.1f} ms)  cost {cost(_sinkhorn_pairing_reference(x0, x1)):.3f}")
-    print(f"unpaired              cost {cost(ident):.3f}")
+    x0, x1 = torch.randn(batch, n, 63, generator=g), torch.randn(batch, n, 63, generator=g)
+    fast = timed(lambda: sinkhorn_pairing(x0, x1)) * 1e3
+    exact = timed(lambda: _sinkhorn_pairing_reference(x0, x1)) * 1e3
+    print(f"sinkhorn {fast:8.1f} ms   hungarian (scipy) {exact:8.1f} ms")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes: finishes in seconds")
-    ap.add_argument("--presets", default="small,base")
-    ap.add_argument("--n", type=int, default=2048)
-    ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--attention", default="full,isab", help="comma-separated: full, isab")
-    ap.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
-    ap.add_argument("--local-blocks", default="0", help="comma-separated counts of local-attention blocks to add")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: sampling, detail, training, pairing")
-    args = ap.parse_args()
-    presets = args.presets.split(",")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="small")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="worlds per set-stage training step")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--skip", default="", help="comma-separated: sampling, parts, training, pairing")
+    parser.add_argument("--quick", action="store_true", help="the tiny preset only")
+    args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        presets, n, steps = ["tiny"], 256, 2
-    else:
-        n, steps = args.n, args.steps
+    presets = ["tiny"] if args.quick else args.presets.split(",")
+    skip = set(args.skip.split(",")) - {""}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    skip = set(args.skip.split(","))
     if "sampling" not in skip:
-        local_counts = [int(k) for k in args.local_blocks.split(",")]
-        bench_sampling(presets, n, steps, args.attention.split(","), args.precision.split(","), local_counts)
-    if "detail" not in skip:
-        bench_detail(presets, n)
+        bench_sampling(presets, args.steps)
+    if "parts" not in skip:
+        bench_parts(presets)
     if "training" not in skip:
-        bench_training(presets, 64 if args.quick else 256, 4 if args.quick else 8)
+        bench_training(presets, args.batch)
     if "pairing" not in skip:
-        bench_pairing(64 if args.quick else 256, 4 if args.quick else 32)  # the subset training step
-        if not args.quick:
-            bench_pairing(2048, 4)  # a whole-world training step
+        bench_pairing(64 if args.quick else get_config(presets[0]).n_tokens, 4 if args.quick else args.batch)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Generate a world from a prompt with the shipped weights, save it, and look at it.
 
 `worldgen.generate` runs the set-transformer world model: a text prompt goes
-through MiniLM, the flow turns noise into ~2048 coarse Gaussians, and the
-detail decoder grows each into 64 children (131k splats). The same seed gives
+through MiniLM, the flow turns noise into an unordered set of part tokens
+(terrain tiles, trees, houses, sky patches, clouds, ...), and the part decoder
+grows each into its Gaussians (over 100k in all). The same seed gives
 the same world; another seed gives another world for the same prompt. The
 world is written as .spz (small, opens on a phone) and a preview is rendered
 from above the footprint with the CPU rasterizer.

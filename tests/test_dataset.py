@@ -10,7 +10,7 @@ import torch
 from worldgen.errors import FormatError, UsageError
 from worldgen.procedural.dataset import DatasetConfig, WorldDataset, build_dataset, read_shard
 
-TINY = DatasetConfig(count=3, shard_size=2, coarse_n=64, children=8, views=1, view_size=16, captions=3, seed=1)
+TINY = DatasetConfig(count=3, shard_size=2, views=1, view_size=16, views_every=2, captions=3, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,35 @@ def test_shards_hold_what_the_model_needs(built):
     manifest = json.loads((built / "manifest.json").read_text())
     assert manifest["complete"] == [0, 1]
     s = read_shard(built / "shard-00000.safetensors")
-    assert s["coarse_means"].shape == (2, 64, 3)
-    assert s["coarse_quats"].shape == (2, 64, 4)
-    assert s["children_offsets"].shape == (2, 64, 8, 3)
-    assert s["children_offsets"].dtype == torch.float16
-    assert s["views"].shape == (2, 1, 16, 16, 3) and s["views"].dtype == torch.uint8
-    assert s["viewmats"].shape == (2, 1, 4, 4) and s["Ks"].shape == (2, 1, 3, 3)
+    p, n = len(s["part_kind"]), len(s["splat_means"])
+    assert 2 * 150 < p < 2 * 400 and n > 2 * 100_000  # two worlds of whole parts, every splat kept
+    assert s["part_center"].shape == (p, 3) and s["part_count"].sum() == n and set(s["part_world"].tolist()) == {0, 1}
+    assert s["splat_means"].dtype == torch.float16 and s["splat_quats"].dtype == torch.int8
+    assert s["splat_means"].float().abs().max() <= 1.0  # positions in each part's own box
+    assert s["views"].shape == (1, 1, 16, 16, 3) and s["views"].dtype == torch.uint8  # world 0 of 2 keeps its views
+    assert s["view_world"].tolist() == [0] and s["viewmats"].shape == (1, 1, 4, 4) and s["Ks"].shape == (1, 1, 3, 3)
     assert len(s["specs"]) == 2 and len(s["captions"][0]) == 3
     assert all(isinstance(c, str) and c for c in s["captions"][0])
     assert float(s["views"].float().std()) > 1.0  # a real picture, not a blank
     ds = WorldDataset(built)
     assert len(ds) == 3
     item = ds[2]
-    assert item["coarse_rgb"].shape == (64, 3) and set(item["spec"]) >= {"biome", "time", "weather"}
+    assert item["views"] is not None and ds[1]["views"] is None
+    assert set(item["spec"]) >= {"biome", "time", "weather"}
+
+
+def test_a_stored_world_is_its_procedural_world(built):
+    from worldgen.procedural import WorldSpec
+    from worldgen.procedural.parts import build_world_parts
+
+    item = WorldDataset(built)[1]
+    stored, true = item["parts"], build_world_parts(WorldSpec(**item["spec"]), seed=item["seed"])
+    assert torch.equal(stored.kinds, true.kinds) and torch.equal(stored.counts, true.counts)
+    g, t = stored.gaussians, true.gaussians
+    reach = true.extents[true.part_index].amax(-1, keepdim=True)  # float16 positions: relative to each part's box
+    assert ((g.means - t.means).abs() / reach).max() < 1e-3
+    assert (g.rgb - t.rgb).abs().max() <= 0.5 / 255 + 1e-6 and (g.opacities - t.opacities).abs().max() <= 0.5 / 255 + 1e-6
+    assert ((g.scales - t.scales).abs() / t.scales).max() < 2e-3
 
 
 def test_build_is_deterministic_and_resumes(built, tmp_path):
@@ -48,12 +64,12 @@ def test_build_is_deterministic_and_resumes(built, tmp_path):
     again = build_dataset(out, TINY, workers=1)
     assert again == []
     a, b = read_shard(built / "shard-00001.safetensors"), read_shard(out / "shard-00001.safetensors")
-    assert torch.equal(a["coarse_means"], b["coarse_means"]) and a["captions"] == b["captions"]
+    assert torch.equal(a["splat_means"], b["splat_means"]) and a["captions"] == b["captions"]
 
 
 def test_other_config_in_same_directory_is_refused(built):
     with pytest.raises(UsageError, match="another config"):
-        build_dataset(built, DatasetConfig(count=5, shard_size=2, coarse_n=64, children=8, views=0), workers=1)
+        build_dataset(built, DatasetConfig(count=5, shard_size=2, views=0), workers=1)
 
 
 def test_bad_shard_is_a_format_error(tmp_path):
@@ -73,7 +89,7 @@ def test_cli_builds_with_workers(tmp_path):
 
     out = tmp_path / "cli"
     args = ["dataset", "build", "-o", str(out), "--count", "2", "--shard-size", "1", "--workers", "2",
-            "--coarse-n", "32", "--children", "4", "--views", "0", "--no-progress"]  # fmt: skip
+            "--views", "0", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     assert json.loads((out / "manifest.json").read_text())["complete"] == [0, 1]
 
@@ -89,15 +105,14 @@ def test_cli_procedural_writes_a_world_and_rejects_bad_input(tmp_path, capsys):
     assert not (tmp_path / "x.ply").exists()
 
 
-def test_layer_groups_are_recorded_and_old_manifests_read_as_mixed(built, tmp_path):
-    assert WorldDataset(built).config.lod_groups == "layers"
+def test_a_dataset_of_the_cluster_format_is_refused(built, tmp_path):
     out = tmp_path / "old"
     out.mkdir()
     manifest = json.loads((built / "manifest.json").read_text())
-    del manifest["config"]["lod_groups"]  # as written before the option existed
+    manifest["format"] = "worldgen-procedural-shard-v1"  # 2048 clusters a world, before parts
+    manifest["config"] = {**manifest["config"], "coarse_n": 2048, "children": 64}
     (out / "manifest.json").write_text(json.dumps(manifest))
-    assert WorldDataset(out).config.lod_groups == "mixed"
+    with pytest.raises(FormatError, match="another format"):
+        WorldDataset(out)
     with pytest.raises(UsageError, match="another config"):
-        build_dataset(out, TINY, workers=1)  # a layered build must not resume a mixed one
-    with pytest.raises(UsageError, match="lod_groups"):
-        DatasetConfig(lod_groups="by-colour")
+        build_dataset(out, TINY, workers=1)

@@ -10,6 +10,7 @@ from worldgen.errors import UsageError
 from worldgen.pipeline import SHIPPED_WEIGHTS, generate
 from worldgen.model.config import get_config
 from worldgen.model.world import WorldModel, save_model
+from worldgen.procedural.parts import KINDS
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +29,10 @@ def test_generate_is_deterministic_in_the_seed(tiny_weights):
     a = generate("a desert at night", seed=1, steps=2, weights=tiny_weights, device="cpu")
     b = generate("a desert at night", seed=1, steps=2, weights=tiny_weights, device="cpu")
     c = generate("a desert at night", seed=2, steps=2, weights=tiny_weights, device="cpu")
-    cfg = get_config("tiny")
-    assert len(a) == cfg.n_tokens * cfg.children
+    assert len(a) == len(b) > 0
     a.validate()
     torch.testing.assert_close(a.means, b.means, rtol=0, atol=0)
-    assert (a.means - c.means).abs().mean() > 1e-3
+    assert len(a) != len(c) or (a.means - c.means).abs().mean() > 1e-3  # another seed, another world
 
 
 def test_generate_from_an_image(tiny_weights, tmp_path):
@@ -65,8 +65,8 @@ def test_make_writes_world_and_preview(tiny_weights, tmp_path, capsys):
     assert out.is_file() and (tmp_path / "w.png").is_file()
     from exporters import load
 
-    assert len(load(out)) == get_config("tiny").n_tokens * get_config("tiny").children
     printed = capsys.readouterr().out
+    assert f"{len(load(out)):,} splats" in printed  # the file holds the world the command reports
     assert str(out) in printed and "worldgen view" in printed
 
 
@@ -91,6 +91,14 @@ def test_make_bad_input_is_one_line_and_exit_2(tiny_weights, tmp_path, capsys, m
 
 @pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no shipped weights in this checkout")
 def test_shipped_weights_make_a_full_detail_world():
+    from worldgen.model import sample
+    from worldgen.model import tokens as tok
+    from worldgen.model.text import encode_text
+    from worldgen.pipeline import load_weights
+
     g = generate("a sandy desert at sunset", seed=0, steps=4, device="cpu")
     assert len(g) >= 100_000
     g.validate()
+    kinds = tok.decode_parts(sample(load_weights(device="cpu"), encode_text("a sandy desert at sunset"), steps=4)[0])[0].kinds
+    names = {KINDS[int(k)] for k in kinds if k != tok.EMPTY}
+    assert {"terrain", "sky"} <= names  # whole parts: ground tiles and sky patches at least

@@ -1,37 +1,32 @@
-"""The set model: tokens round-trip, equivariance, zero init, set-size transfer, weights files."""
+"""The world model: part tokens round-trip, equivariance, zero init, set-size transfer, the autoencoder, weights files."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import random_gaussians
+from worldgen.errors import FormatError, UsageError
 from worldgen.gaussians import Gaussians
-from worldgen.errors import FormatError, InvalidGaussiansError, UsageError
 from worldgen.model import Condition, WorldModel, get_config, load_model, save_model
 from worldgen.model import tokens as tok
+from worldgen.model.autoencoder import AutoencoderConfig, PartAutoencoder, halton, part_loss, render_loss
 from worldgen.model.config import PRESETS, ModelConfig
-from worldgen.model.set_transformer import InducedAttention, initialize_weights
-
-
-#: the set attentions under test: full, induced, and induced with local (distance-biased) blocks
-ATTENTIONS = {
-    "full": {"attention": "full"},
-    "isab": {"attention": "isab"},
-    "local": {"attention": "isab", "local_blocks": 2},
-}
+from worldgen.model.world import batch_of, decode_parts, encode_world
+from worldgen.procedural.parts import KINDS, assemble_parts
 
 
 def micro_config(**kw) -> ModelConfig:
     """A dim-16 model that runs in milliseconds."""
     base = dict(
-        width=16, depth=2, heads=2, fourier_freqs=2, inducing=4, children=4, decoder_width=8, decoder_depth=1,
-        image_size=32, patch=8, image_width=16, image_depth=1, cond_dim=12,
-    )
+        width=16, depth=2, heads=2, fourier_freqs=2, n_tokens=24, cond_dim=12, image_size=32, patch=8, image_width=16,
+        image_depth=1, parts=AutoencoderConfig(latent=4, width=16, encoder_depth=1, queries=2, decoder_depth=1,
+                                               fourier_freqs=2, encoder_splats=16),
+    )  # fmt: skip
     return ModelConfig(**{**base, **kw})
 
 
@@ -56,77 +51,62 @@ def random_condition(b: int, dim: int, *, length: int = 5, seed: int = 0, dtype=
 # -- tokens --------------------------------------------------------------------------------
 
 
+def random_frames(p: int, seed: int, *, empty: bool = False) -> tok.PartFrames:
+    g = torch.Generator().manual_seed(seed)
+    kinds = torch.randint(len(KINDS) + (1 if empty else 0), (p,), generator=g)
+    return tok.PartFrames(
+        kinds=kinds,
+        centers=(torch.rand(p, 3, generator=g, dtype=torch.float64) - 0.5) * 360,
+        extents=torch.rand(p, 3, generator=g, dtype=torch.float64) * 30 + 0.05,
+        yaws=(torch.rand(p, generator=g, dtype=torch.float64) - 0.5) * 2 * math.pi * 0.999,
+        counts=torch.randint(1, tok.MAX_COUNT + 1, (p,), generator=g),
+        colors=torch.rand(p, 3, generator=g, dtype=torch.float64),
+    )
+
+
 @settings(max_examples=30)
-@given(seed=st.integers(0, 2**31 - 1), far=st.booleans())
-def test_tokens_round_trip(seed: int, far: bool):
-    g = random_gaussians(64, seed=seed, dtype=torch.float64)
-    g = g.replace(sh0=g.sh0.clamp(-1.7, 1.7))  # rgb inside [0, 1]
-    if far:  # a sky dome at 150-400 m
-        g = g.replace(means=torch.nn.functional.normalize(g.means, dim=1) * (150 + 250 * torch.rand(64, 1, dtype=torch.float64)))
-    t = tok.gaussians_to_tokens(g)
-    assert t.shape == (64, tok.TOKEN_DIM)
-    assert t[:, tok.POS].norm(dim=1).max() < 2.0
-    back = tok.tokens_to_gaussians(t)
-    torch.testing.assert_close(back.means, g.means, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(back.scales, g.scales, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(back.opacities, g.opacities, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(back.rgb, g.rgb, rtol=1e-9, atol=1e-9)
-    same_rotation = (back.quats * g.quats).sum(1).abs()
-    torch.testing.assert_close(same_rotation, torch.ones_like(same_rotation))
-    assert (back.quats[:, 0] >= 0).all()
+@given(seed=st.integers(0, 2**31 - 1), p=st.integers(1, 40))
+def test_part_tokens_round_trip(seed: int, p: int):
+    f = random_frames(p, seed)
+    z = torch.randn(p, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    t = tok.encode_parts(f, z)
+    assert t.shape == (p, tok.token_dim(6))
+    back, z2 = tok.decode_parts(t)
+    assert torch.equal(back.kinds, f.kinds) and torch.equal(back.counts, f.counts)
+    torch.testing.assert_close(back.centers, f.centers, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(back.extents, f.extents, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(back.yaws, f.yaws, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(back.colors, f.colors, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(z2, z)
 
 
-def test_contraction_keeps_footprint_linear_and_sky_bounded():
-    x = torch.tensor([[20.0, -10.0, 1.0], [150.0, 0.0, 0.0], [0.0, 0.0, 1e3]]) / tok.HALF_EXTENT
-    y = tok.contract(x)
-    torch.testing.assert_close(y[0], x[0])
-    assert 1.7 < y[1].norm() < 1.8 and y[2].norm() < 2.0
-    torch.testing.assert_close(tok.uncontract(y), x, rtol=1e-4, atol=1e-6)  # float32 near the shell edge
+def test_empty_parts_are_the_padding_token_and_decode_as_empty():
+    f = random_frames(30, 1, empty=True)
+    assert (f.kinds == tok.EMPTY).any()
+    t = tok.encode_parts(f, torch.randn(30, 5, dtype=torch.float64))
+    pad = tok.padding_token(5, dtype=torch.float64)
+    assert torch.equal(t[f.kinds == tok.EMPTY], pad.expand(int((f.kinds == tok.EMPTY).sum()), -1))
+    assert torch.equal(tok.decode_parts(pad[None])[0].kinds, torch.tensor([tok.EMPTY]))
+    with pytest.raises(UsageError):
+        tok.decode_parts(torch.zeros(3, 5))
 
 
-@settings(max_examples=20)
-@given(seed=st.integers(0, 2**31 - 1))
-def test_children_round_trip_in_parent_frame(seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    p, c = 5, 7
-    parent = {
-        "means": torch.randn(p, 3, generator=gen, dtype=torch.float64) * 20,
-        "quats": torch.nn.functional.normalize(torch.randn(p, 4, generator=gen, dtype=torch.float64), dim=1),
-        "scales": torch.rand(p, 3, generator=gen, dtype=torch.float64) + 0.1,
-        "opacities": torch.rand(p, generator=gen, dtype=torch.float64) * 0.9 + 0.05,
-        "rgb": torch.rand(p, 3, generator=gen, dtype=torch.float64),
-    }
-    kids = {
-        "means": parent["means"][:, None] + torch.randn(p, c, 3, generator=gen, dtype=torch.float64),
-        "quats": torch.nn.functional.normalize(torch.randn(p, c, 4, generator=gen, dtype=torch.float64), dim=-1),
-        "scales": torch.rand(p, c, 3, generator=gen, dtype=torch.float64) * 0.2 + 0.01,
-        "opacities": torch.rand(p, c, generator=gen, dtype=torch.float64) * 0.9 + 0.05,
-        "rgb": torch.rand(p, c, 3, generator=gen, dtype=torch.float64),
-    }
-    t = tok.encode_children(parent, **kids)
-    back = tok.decode_children(parent, t)
-    for k in ("means", "scales", "opacities", "rgb"):
-        torch.testing.assert_close(back[k], kids[k], rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close((back["quats"] * kids["quats"]).sum(-1).abs(), torch.ones(p, c, dtype=torch.float64))
-
-
-def test_nan_tokens_raise():
-    t = torch.zeros(3, tok.TOKEN_DIM)
-    t[1, 2] = float("nan")
-    with pytest.raises(InvalidGaussiansError):
-        tok.tokens_to_gaussians(t)
-    with pytest.raises(InvalidGaussiansError):
-        tok.decode(torch.zeros(3, 5))
+def test_token_scales_keep_the_footprint_fine_and_the_sky_bounded():
+    f = tok.PartFrames(torch.zeros(2, dtype=torch.long), torch.tensor([[4.0, 0, 0], [0, 0, 180.0]]),
+                       torch.ones(2, 3), torch.zeros(2), torch.tensor([1, tok.MAX_COUNT]), torch.rand(2, 3))  # fmt: skip
+    t = tok.encode_parts(f, torch.zeros(2, 1))
+    assert 0.24 < float(t[0, 0]) < 0.25  # 4 m: nearly linear, a quarter of a unit
+    assert float(t[1, 2]) < 3.2  # the dome at 180 m stays within the noise's range
+    assert t[:, 8].abs().max() < 2.3  # counts 1 .. MAX_COUNT
 
 
 # -- the backbone ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attention", list(ATTENTIONS))
 @settings(max_examples=10)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 40))
-def test_backbone_is_permutation_equivariant_float64(attention: str, seed: int, n: int):
-    cfg = micro_config(**ATTENTIONS[attention])
+def test_backbone_is_permutation_equivariant_float64(seed: int, n: int):
+    cfg = micro_config()
     model = randomize(WorldModel(cfg), seed=seed % 1000).double()
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, n, cfg.token_dim, generator=gen, dtype=torch.float64)
@@ -143,33 +123,12 @@ def test_backbone_is_permutation_equivariant_float64(attention: str, seed: int, 
 def test_untrained_model_predicts_zero_velocity():
     model = WorldModel(get_config("tiny"))
     cond = random_condition(2, 384, dtype=torch.float32)
-    v = model(torch.randn(2, 32, tok.TOKEN_DIM), torch.rand(2), cond)
+    v = model(torch.randn(2, 32, model.cfg.token_dim), torch.rand(2), cond)
     assert torch.equal(v, torch.zeros_like(v))
-    kids = model.decoder(torch.randn(3, 4, tok.CHILD_TOKEN_DIM), torch.rand(3), torch.randn(3, tok.TOKEN_DIM), torch.randn(3, 384))
-    assert torch.equal(kids, torch.zeros_like(kids))
 
 
-def test_inducing_points_start_apart_so_isab_reads_the_set_through_many_summaries():
-    # the `small` preset's shape; c as large as the trained model's conditioning (norm ~5)
-    torch.manual_seed(0)
-    attn = InducedAttention(192, 6, 128)
-    initialize_weights(attn)
-    x = torch.randn(2, 512, 192)
-    c = torch.randn(2, 192) * 5 / 192**0.5
-    seen = []
-    attn.norm.register_forward_hook(lambda mod, inp, out: seen.append(out))  # the summaries the set reads back
-    attn(x, c)
-    summary = seen[0]  # [2, 128, 192]
-    cos = torch.nn.functional.cosine_similarity(summary[:, :, None], summary[:, None], dim=-1)
-    off_diagonal = cos[:, ~torch.eye(128, dtype=torch.bool)]
-    # points at std 0.02 under that c gave one summary repeated 128 times (cos > 0.99)
-    assert off_diagonal.mean() < 0.5
-    assert off_diagonal.max() < 0.9
-
-
-@pytest.mark.parametrize("attention", list(ATTENTIONS))
-def test_no_parameter_depends_on_set_size_and_sizes_transfer(attention: str):
-    cfg = micro_config(**ATTENTIONS[attention])
+def test_no_parameter_depends_on_set_size_and_sizes_transfer():
+    cfg = micro_config()
     model = randomize(WorldModel(cfg))
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     other = WorldModel(dataclasses.replace(cfg, n_tokens=cfg.n_tokens * 2 + 1))
@@ -213,75 +172,8 @@ def test_presets_and_overrides():
         ModelConfig(width=30, heads=4)
 
 
-def test_group_level_config_and_adding_it_to_trained_weights():
-    cfg = micro_config(n_tokens=48, group_size=4, group_width=8, group_depth=1)
-    assert cfg.set_tokens == 12 and micro_config(n_tokens=48).set_tokens == 48
-    with pytest.raises(UsageError, match="divisible by group_size"):
-        micro_config(n_tokens=50, group_size=4)
-    with pytest.raises(UsageError, match="group_size"):
-        micro_config(group_size=1)
-    from worldgen.model.world import with_group_level
-
-    flat = randomize(WorldModel(micro_config(n_tokens=48)))
-    grouped = with_group_level(flat, 4)
-    assert grouped.cfg.group_size == 4 and grouped.groups is not None and flat.groups is None
-    kept = flat.state_dict()
-    assert all(torch.equal(v, kept[k]) for k, v in grouped.state_dict().items() if not k.startswith("groups."))
-    assert all(float(p.abs().max()) == 0 for p in grouped.groups.head.parameters())  # a fresh, zero-velocity decoder
-    assert with_group_level(grouped, 0).groups is None
-
-
-def test_local_blocks_config_placement_and_adding_them_to_trained_weights():
-    with pytest.raises(UsageError, match="local_blocks"):
-        micro_config(local_blocks=3)  # more than depth
-    with pytest.raises(UsageError, match="local_sigma"):
-        micro_config(local_sigma=(0.2, 0.1))
-    cfg = micro_config(depth=6, local_blocks=2, local_sigma=(0.05, 0.4))
-    assert ModelConfig.from_json(cfg.to_json()) == cfg
-    model = WorldModel(cfg)
-    assert model.backbone.local_after == [2, 5] and len(model.backbone.local) == 2
-    sigma = model.backbone.local[0].attn.log_sigma.exp()
-    torch.testing.assert_close(sigma[[0, -1]], torch.tensor([0.05, 0.4]))
-
-    from worldgen.model.world import with_local_blocks
-
-    flat = randomize(WorldModel(micro_config()))
-    grown = with_local_blocks(flat, 2)
-    kept = flat.state_dict()
-    assert all(torch.equal(v, kept[k]) for k, v in grown.state_dict().items() if not k.startswith("backbone.local."))
-    x, t = torch.randn(2, 12, flat.cfg.token_dim), torch.rand(2)
-    cond = random_condition(2, flat.cfg.cond_dim, dtype=torch.float32)
-    torch.testing.assert_close(grown(x, t, cond), flat(x, t, cond), rtol=0, atol=0)  # zero-gated: the same map
-    randomize(grown.backbone.local)
-    assert (grown(x, t, cond) - flat(x, t, cond)).abs().max() > 1e-3
-    assert with_local_blocks(grown, 0).backbone.local_after == []
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-def test_local_attention_matches_the_written_out_distance_bias(dtype):
-    from worldgen.model.set_transformer import LocalAttention, _local_attention_reference
-
-    attn = randomize(LocalAttention(16, 2, sigma=(0.05, 0.3)), std=0.2).double()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 50, 16, generator=gen, dtype=torch.float64)
-    pos = 1.8 * torch.rand(2, 50, 3, generator=gen, dtype=torch.float64) - 0.9  # |p|^2 / sigma^2 up to ~1e3
-    c = torch.randn(2, 16, generator=gen, dtype=torch.float64)
-    q, k, v = attn.qkv(x).view(2, 50, 3, 2, 8).permute(2, 0, 3, 1, 4)
-    sigma = (attn.log_sigma + attn.sigma_shift(c)).exp()
-    want = attn.proj(_local_attention_reference(q, k, v, pos, sigma).transpose(1, 2).reshape(2, 50, 16))
-    if dtype == torch.float64:
-        torch.testing.assert_close(attn(x, pos, c), want, rtol=0, atol=1e-10)
-    else:  # under bf16 autocast the biased logits are formed in float32: only the projections round
-        with torch.autocast("cpu", torch.bfloat16):
-            got = attn.float()(x.float(), pos.float(), c.float())
-        assert (got.double() - want).abs().max() < 0.05 * want.abs().max()
-    near = _local_attention_reference(q, k, v, pos, torch.full_like(sigma, 1e-3))
-    torch.testing.assert_close(near, v)  # a tiny sigma attends to the token alone
-
-
-@pytest.mark.parametrize("group_size", [0, 3])
-def test_save_load_round_trip(tmp_path, group_size: int):
-    cfg = micro_config(n_tokens=48, group_size=group_size)
+def test_save_load_round_trip(tmp_path):
+    cfg = micro_config(n_tokens=48)
     model = randomize(WorldModel(cfg))
     path = tmp_path / "w.safetensors"
     save_model(model, path)
@@ -307,37 +199,16 @@ def test_load_rejects_bad_files(tmp_path):
         load_model(other)
     cfg = micro_config()
     wrong = tmp_path / "wrong.safetensors"
-    save_file({"x": torch.zeros(2)}, str(wrong), metadata={"format": "worldgen-model/1", "config": cfg.to_json()})
+    save_file({"x": torch.zeros(2)}, str(wrong), metadata={"format": "worldgen-model/2", "config": cfg.to_json()})
+    with pytest.raises(FormatError):
+        load_model(wrong)
+    old = tmp_path / "old.safetensors"  # the cluster model's weights, before parts
+    save_file({"x": torch.zeros(2)}, str(old), metadata={"format": "worldgen-model/1", "config": "{}"})
+    with pytest.raises(FormatError, match="of this version"):
+        load_model(old)
     with pytest.raises(FormatError):
         load_model(wrong)
     assert dataclasses.asdict(cfg)  # config stays a plain dataclass
-
-
-def test_a_zero_child_token_copies_its_parent():
-    """Children are residuals on the parent: the decoder's zero output is the parent's colour and opacity."""
-    parent = tok.decode(tok.encode(torch.randn(3, 3) * 10, torch.nn.functional.normalize(torch.randn(3, 4), dim=1),
-                                   torch.rand(3, 3) + 0.1, torch.rand(3) * 0.9 + 0.05, torch.rand(3, 3)))  # fmt: skip
-    kids = tok.decode_children(parent, torch.zeros(3, 5, tok.CHILD_TOKEN_DIM))
-    torch.testing.assert_close(kids["rgb"], parent["rgb"][:, None].expand(3, 5, 3))
-    torch.testing.assert_close(kids["opacities"], parent["opacities"][:, None].expand(3, 5))
-    torch.testing.assert_close(kids["means"], parent["means"][:, None].expand(3, 5, 3))
-
-
-def test_child_frame_agrees_with_the_dataset_lod():
-    lod = pytest.importorskip("worldgen.procedural.lod")
-    parents = random_gaussians(6, seed=3, dtype=torch.float64)
-    members = random_gaussians(6 * 5, seed=4, dtype=torch.float64)
-    members = members.replace(sh0=members.sh0.clamp(-1.7, 1.7))
-    ch = lod.to_children_local(parents, members, 5)
-    from_lod = tok.child_tokens_from_local(ch.offsets, ch.log_scales, ch.quats, ch.rgb, ch.opacities,
-                                           parents.rgb, parents.opacities)  # fmt: skip
-    parent = {"means": parents.means, "quats": parents.quats, "scales": parents.scales,
-              "opacities": parents.opacities, "rgb": parents.rgb}  # fmt: skip
-    m = lambda x: x.reshape(6, 5, *x.shape[1:])  # noqa: E731
-    mine = tok.encode_children(parent, m(members.means), m(members.quats), m(members.scales), m(members.opacities), m(members.rgb))
-    torch.testing.assert_close(mine, from_lod, rtol=1e-9, atol=1e-9)
-    back = lod.from_children_local(parents, lod.Children(**tok.child_local_from_tokens(mine, parents.rgb, parents.opacities)))
-    torch.testing.assert_close(back.means, members.means, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -360,19 +231,109 @@ def test_sdpa_matches_the_reference_attention_forward_and_backward(masked: bool)
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
-def test_samples_are_pulled_inside_the_data_support():
-    gen = torch.Generator().manual_seed(0)
-    means = torch.cat([torch.randn(64, 3, generator=gen) * 20, torch.tensor([[0.0, 150.0, 60.0]])])  # ground + sky
-    g = Gaussians.from_rgb(means, torch.rand(65, 3, generator=gen), torch.rand(65, 3, generator=gen) * 5 + 0.01,
-                           torch.rand(65, generator=gen), torch.nn.functional.normalize(torch.randn(65, 4, generator=gen), dim=1))  # fmt: skip
-    t = tok.gaussians_to_tokens(g)
-    torch.testing.assert_close(tok.clamp_to_support(t), t, rtol=0, atol=0)  # data are left exactly alone
-    wild = t.clone()
-    wild[0, tok.POS] = torch.tensor([1.999, 0.0, 0.0])  # 32 km away
-    wild[1, tok.SCALE] = 9.0  # a 10 km splat
-    wild[2, tok.SCALE] = -20.0
-    f = tok.decode(tok.clamp_to_support(wild))
-    assert f["means"][0].norm() == pytest.approx(tok.SAMPLE_MAX_DISTANCE, rel=1e-5)
-    assert f["scales"][1].max() == pytest.approx(tok.SAMPLE_SCALE_RANGE[1], rel=1e-5)
-    assert f["scales"][2].min() == pytest.approx(tok.SAMPLE_SCALE_RANGE[0], rel=1e-5)
-    torch.testing.assert_close(f["means"][3:], g.means[3:], rtol=1e-5, atol=1e-4)
+
+
+# -- the part autoencoder -----------------------------------------------------------------------
+
+
+def toy_parts(seed: int = 0, dtype=torch.float64):
+    """Three small parts of different kinds and sizes, turned and placed anywhere."""
+    g = torch.Generator().manual_seed(seed)
+    pieces = []
+    for n in (7, 12, 5):
+        pieces.append(Gaussians.from_rgb(
+            torch.randn(n, 3, generator=g, dtype=dtype) * 3 + torch.randn(3, generator=g, dtype=dtype) * 20,
+            torch.rand(n, 3, generator=g, dtype=dtype), torch.rand(n, 3, generator=g, dtype=dtype) * 0.3 + 0.01,
+            torch.rand(n, generator=g, dtype=dtype), torch.nn.functional.normalize(torch.randn(n, 4, generator=g, dtype=dtype), dim=1)))  # fmt: skip
+    return assemble_parts(pieces, ["tree", "house", "cloud"], [0.0, 1.2, -0.4])
+
+
+def test_halton_template_is_nested_and_even():
+    h = halton(512)
+    assert torch.equal(halton(100), h[:100])  # the first n of any longer template: a part of n splats
+    assert h.min() >= -1 and h.max() <= 1
+    for n in (64, 512):
+        octant = ((h[:n] > 0).long() * torch.tensor([1, 2, 4])).sum(1)
+        counts = torch.bincount(octant, minlength=8)
+        assert counts.min() >= n / 8 - 2 and counts.max() <= n / 8 + 2  # evenly spread at every prefix
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_encoder_reads_a_part_whatever_the_order_of_its_splats(seed: int):
+    ae = randomize(PartAutoencoder(micro_config().parts), seed=seed % 97, std=0.3).double()
+    parts = toy_parts(seed)
+    b = batch_of(parts, torch.arange(3)).to(dtype=torch.float64)
+    n = b.means.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.stack([torch.cat([torch.randperm(int(c), generator=gen), torch.arange(int(c), n)]) for c in b.present])
+
+    def shuffle(t: torch.Tensor) -> torch.Tensor:  # each part's real splats in another order, padding kept last
+        return torch.gather(t, 1, order.view(*order.shape, *([1] * (t.ndim - 2))).expand_as(t))
+
+    shuffled = dataclasses.replace(b, **{f: shuffle(getattr(b, f)) for f in ("means", "log_scales", "quats", "rgb", "opacities")})
+    mu_a, lv_a = ae.encode(b)
+    mu_b, lv_b = ae.encode(shuffled)
+    assert (mu_a - mu_b).abs().max() <= 1e-9 and (lv_a - lv_b).abs().max() <= 1e-9
+    assert mu_a.abs().max() > 1e-3
+
+
+def test_a_fresh_decoder_fills_each_part_box_with_small_gaussians_of_its_colour():
+    ae = PartAutoencoder(micro_config().parts)
+    colors = torch.tensor([[0.2, 0.5, 0.9], [0.7, 0.3, 0.1]])
+    out = ae.decode(torch.tensor([0, 4]), torch.randn(2, 4), torch.tensor([50, 20]), colors)
+    assert out["means"].shape == (2, 50, 3)
+    torch.testing.assert_close(out["means"][0], halton(50))  # the template itself
+    torch.testing.assert_close(out["rgb"], colors[:, None].expand(2, 50, 3))
+    grey = torch.full((1, 3), 0.5)
+    slots = ae.decode_slots(torch.tensor([0]), torch.zeros(1, 4), torch.tensor([50]), grey, torch.tensor([[3, 17, 42]]))
+    full = ae.decode(torch.tensor([0]), torch.zeros(1, 4), torch.tensor([50]), grey)
+    torch.testing.assert_close(slots["means"][0], full["means"][0, [3, 17, 42]])  # a slot is the same alone
+
+
+def test_part_loss_is_zero_for_a_perfect_decode_and_grows_with_error():
+    parts = toy_parts(1, dtype=torch.float32)
+    b = batch_of(parts, torch.arange(3))
+    true = {"means": b.means, "log_scales": b.log_scales, "quats": b.quats, "rgb": b.rgb, "opacities": b.opacities}
+    mu, logvar = torch.zeros(3, 4), torch.zeros(3, 4)
+    loss, terms = part_loss(true, b, mu, logvar)
+    assert float(loss) < 1e-5 and terms["chamfer"] < 1e-9
+    off = dict(true, means=true["means"] + 0.2, rgb=(true["rgb"] + 0.3).clamp(0, 1))
+    loss2, terms2 = part_loss(off, b, mu, logvar)
+    assert terms2["chamfer"] > 0.05 and terms2["rgb"] > 0.1 and float(loss2) > float(loss) + 0.1
+    assert float(render_loss(true, b)) < 1e-6 and float(render_loss(off, b)) > 1e-3
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_decoded_world_permutes_in_whole_blocks_with_its_tokens(seed: int):
+    model = randomize(WorldModel(micro_config()), seed=seed % 89, std=0.3).double()
+    g = torch.Generator().manual_seed(seed)
+    f = random_frames(9, seed, empty=True)
+    f = dataclasses.replace(f, counts=torch.randint(1, 30, (9,), generator=g))
+    tokens = tok.encode_parts(f, torch.randn(9, 4, generator=g, dtype=torch.float64))
+    perm = torch.randperm(9, generator=g)
+    a, b = decode_parts(model, tokens), decode_parts(model, tokens[perm])
+    real = f.kinds != tok.EMPTY
+    assert len(a) == int(real.sum()) and torch.equal(a.counts, f.counts[real])
+    # the same parts, in the permuted order: block i of b is block perm[i] of a
+    starts = torch.cumsum(a.counts, 0) - a.counts
+    rank = torch.cumsum(real.long(), 0) - 1  # token -> its part among the real ones
+    order = rank[perm][real[perm]]
+    rows = torch.cat([torch.arange(int(starts[i]), int(starts[i] + a.counts[i])) for i in order])
+    assert (b.gaussians.means - a.gaussians.means[rows]).abs().max() <= 1e-9
+    assert (b.gaussians.sh0 - a.gaussians.sh0[rows]).abs().max() <= 1e-9
+
+
+def test_encode_world_gives_each_part_its_frame_and_a_latent():
+    model = WorldModel(micro_config())
+    parts = toy_parts(2, dtype=torch.float32)
+    t = encode_world(model, parts)
+    frames, z = tok.decode_parts(t)
+    assert torch.equal(frames.kinds, parts.kinds) and torch.equal(frames.counts, parts.counts)
+    torch.testing.assert_close(frames.colors, parts.mean_colors(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(frames.centers, parts.centers, rtol=1e-5, atol=1e-4)
+    assert z.shape == (3, 4)
+    world = decode_parts(model, t)
+    assert len(world.gaussians) == len(parts.gaussians)  # every part grows as many Gaussians as it had
+    torch.testing.assert_close(world.mean_colors(), parts.mean_colors(), rtol=1e-5, atol=1e-5)  # a fresh decoder

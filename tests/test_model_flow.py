@@ -1,4 +1,4 @@
-"""Rectified flow: sampler equivariance in float64 (with guidance), OT pairing, the detail decoder."""
+"""Rectified flow: sampler equivariance in float64 (with guidance), OT pairing, the prompt probe, end to end."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_model import ATTENTIONS, micro_config, random_condition, randomize
+from tests.test_model import micro_config, random_condition, randomize
 from worldgen.errors import UsageError
 from worldgen.model import WorldModel, decode_world, sample
 from worldgen.model import tokens as tok
-from worldgen.model.decoder import decode_children_tokens
-from worldgen.model.world import GROUP_SEED_OFFSET
 from worldgen.model.flow import (
     _round_plan,
     _sinkhorn_pairing_reference,
@@ -24,11 +22,10 @@ from worldgen.model.flow import (
 
 
 @pytest.mark.parametrize("method", ["euler", "heun"])
-@pytest.mark.parametrize("attention", list(ATTENTIONS))
 @settings(max_examples=6)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 30), guidance=st.floats(1.0, 5.0))
-def test_sampler_permutes_with_the_noise_at_every_step(method: str, attention: str, seed: int, n: int, guidance: float):
-    cfg = micro_config(**ATTENTIONS[attention])
+def test_sampler_permutes_with_the_noise_at_every_step(method: str, seed: int, n: int, guidance: float):
+    cfg = micro_config()
     model = randomize(WorldModel(cfg), seed=seed % 997, std=0.2).double().eval()
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(2, n, cfg.token_dim, generator=gen, dtype=torch.float64)
@@ -58,58 +55,6 @@ def test_sample_is_reproducible_and_seed_dependent():
         sample(model, cond, n=20, steps=0)
     with pytest.raises(UsageError):
         sample(model, cond, n=20, steps=2, method="rk4")
-
-
-@pytest.mark.parametrize("which", ["decoder", "groups"])
-@settings(max_examples=8)
-@given(seed=st.integers(0, 2**31 - 1), p=st.integers(1, 12), c=st.integers(2, 9))
-def test_detail_and_group_decoders_equivariant_in_parents_and_children(which: str, seed: int, p: int, c: int):
-    cfg = micro_config(children=c, n_tokens=c * 4, group_size=c, group_width=8, group_depth=2)
-    model = randomize(WorldModel(cfg), seed=seed % 991, std=0.3).double()
-    decoder = getattr(model, which)
-    gen = torch.Generator().manual_seed(seed)
-    parents = torch.randn(p, cfg.token_dim, generator=gen, dtype=torch.float64)
-    pooled = torch.randn(cfg.cond_dim, generator=gen, dtype=torch.float64)
-    noise = torch.randn(p, c, cfg.child_dim, generator=gen, dtype=torch.float64)
-    pp, pc = torch.randperm(p, generator=gen), torch.randperm(c, generator=gen)
-    out = decode_children_tokens(decoder, parents, pooled, noise=noise, steps=3)
-    out_p = decode_children_tokens(decoder, parents[pp], pooled, noise=noise[pp][:, pc], steps=3)
-    assert (out_p - out[pp][:, pc]).abs().max() <= 1e-9
-    assert (out - noise).abs().max() > 1e-3
-
-
-def test_decode_world_expands_every_coarse_gaussian():
-    cfg = micro_config(children=6)
-    model = randomize(WorldModel(cfg), std=0.05)
-    coarse = torch.randn(10, cfg.token_dim) * 0.5
-    g = decode_world(model, coarse, torch.randn(cfg.cond_dim), steps=2)
-    assert len(g) == 60
-    g.validate()
-    assert len(decode_world(model, coarse, torch.randn(cfg.cond_dim), detail=False)) == 10
-
-
-def test_decode_world_expands_groups_then_coarse_gaussians():
-    cfg = micro_config(children=6, n_tokens=40, group_size=4, group_width=8, group_depth=1)
-    model = randomize(WorldModel(cfg), std=0.05)
-    cond = random_condition(1, cfg.cond_dim, dtype=torch.float32)
-    groups = sample(model, cond, steps=2, seed=3)
-    assert groups.shape == (1, 10, cfg.token_dim)  # the set model makes n_tokens / group_size groups
-    g = decode_world(model, groups[0], cond.pooled[0], steps=2, seed=3)
-    assert len(g) == 40 * 6
-    g.validate()
-    coarse = decode_world(model, groups[0], cond.pooled[0], detail=False, seed=3)
-    assert len(coarse) == 40
-    # a group decoder that predicts zero velocity leaves its noise as it is: the members are that noise
-    # read in each group's frame (centre, rotation and scale of the group)
-    torch.nn.init.zeros_(model.groups.head.weight)
-    torch.nn.init.zeros_(model.groups.head.bias)
-    near = torch.randn(10, cfg.token_dim, generator=torch.Generator().manual_seed(0)) * 0.3  # groups on the footprint
-    still = decode_world(model, near, cond.pooled[0], detail=False, seed=3)
-    noise = torch.randn(10, 4, cfg.child_dim, generator=torch.Generator().manual_seed(3 + GROUP_SEED_OFFSET))
-    expected = tok.decode_children(tok.decode(near), noise)["means"].reshape(-1, 3)
-    inside = expected.norm(dim=1) < 0.95 * tok.SAMPLE_MAX_DISTANCE  # the rest is pulled inside the support
-    assert int(inside.sum()) >= 30
-    assert torch.allclose(still.means[inside], expected[inside], rtol=1e-4, atol=1e-3)
 
 
 def test_sinkhorn_pairing_is_a_permutation_close_to_optimal():
@@ -208,7 +153,7 @@ def test_bf16_sampling_stays_close_to_fp32():
 
 
 def test_public_sample_is_equivariant_in_float64():
-    cfg = micro_config(attention="isab")
+    cfg = micro_config()
     model = randomize(WorldModel(cfg), seed=5, std=0.2).double()
     gen = torch.Generator().manual_seed(5)
     noise = torch.randn(1, 24, cfg.token_dim, generator=gen, dtype=torch.float64)
@@ -217,3 +162,27 @@ def test_public_sample_is_equivariant_in_float64():
     a = sample(model, cond, steps=5, guidance=2.5, method="heun", noise=noise)
     b = sample(model, cond, steps=5, guidance=2.5, method="heun", noise=noise[:, perm])
     assert a.dtype == torch.float64 and (b - a[:, perm]).abs().max() <= 1e-9
+
+
+def test_permuted_noise_gives_permuted_parts_and_permuted_blocks_of_gaussians():
+    """End to end in float64: the set model's tokens and the decoded world permute with the noise."""
+    cfg = micro_config()
+    model = randomize(WorldModel(cfg), seed=11, std=0.2).double()
+    gen = torch.Generator().manual_seed(11)
+    noise = torch.randn(1, 16, cfg.token_dim, generator=gen, dtype=torch.float64)
+    perm = torch.randperm(16, generator=gen)
+    cond = random_condition(1, cfg.cond_dim, seed=11)
+    a = sample(model, cond, steps=3, guidance=2.0, noise=noise)[0]
+    b = sample(model, cond, steps=3, guidance=2.0, noise=noise[:, perm])[0]
+    assert (b - a[perm]).abs().max() <= 1e-9
+    frames, _ = tok.decode_parts(a)
+    real = frames.kinds != tok.EMPTY
+    assert real.sum() >= 2  # a non-trivial world
+    wa, wb = decode_world(model, a), decode_world(model, b)
+    counts = frames.counts[real]
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.cumsum(real.long(), 0) - 1
+    order = rank[perm][real[perm]]
+    rows = torch.cat([torch.arange(int(starts[i]), int(starts[i] + counts[i])) for i in order])
+    assert len(wb) == len(wa) and (wb.means - wa.means[rows]).abs().max() <= 1e-9
+    assert (wb.scales - wa.scales[rows]).abs().max() <= 1e-9 and (wb.opacities - wa.opacities[rows]).abs().max() <= 1e-9

@@ -4,8 +4,8 @@
     world = worldgen.generate(prompt="a snowy pine forest by a frozen lake at dusk", seed=0)
 
 The stages: condition (MiniLM text encoder or the model's image encoder) ->
-set model (guided rectified flow over an unordered set of coarse Gaussians)
--> detail decoder (each coarse Gaussian grows its children) -> `Gaussians`.
+set model (guided rectified flow over an unordered set of part tokens) ->
+part decoder (each part token grows its Gaussians) -> `Gaussians`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ def generate(
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
-    detail: bool = True,
     weights: str | os.PathLike | None = None,
     device: Device = "auto",
     on_step: Callable[[int, int], None] | None = None,
@@ -94,7 +93,6 @@ def generate(
 
     seed: the same seed, prompt, weights and device give the same world.
     steps, guidance: sampler steps and classifier-free guidance scale.
-    detail: grow every coarse Gaussian into its children (full detail, >= 100k splats).
     on_step: progress callback, called with (step, total) after each sampler step.
     """
     import torch
@@ -122,6 +120,6 @@ def generate(
 
     step_callback = (lambda i: on_step(i, steps)) if on_step is not None else None
     tokens = sample(model, cond, steps=steps, guidance=guidance, seed=seed, on_step=step_callback)
-    world = decode_world(model, tokens[0], cond.pooled[0].to(dev), detail=detail, seed=seed)
+    world = decode_world(model, tokens[0])
     world, _ = world.to("cpu").sanitize()
     return world

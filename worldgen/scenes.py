@@ -7,10 +7,11 @@ either in one `captions.jsonl`:
 
 or in a text file beside each scene (`garden.txt`, one caption per line). Each
 scene is read into the world frame (+Z up, metres, the exporters' frame
-conversion), fitted with the same coarse-to-fine LOD as the procedural worlds
-(`worldgen.procedural.lod`), and rendered from a ring of cameras for the image
-encoder: the records come out shaped like a procedural shard's, so training
-treats both alike. See docs/model.md, "Training on your own scenes".
+conversion) and, as it comes without parts, cut into parts of kind "generic"
+by spatial clustering (median splits of the longest side until a piece is
+small enough), then rendered from a ring of cameras for the image encoder:
+the records come out shaped like a procedural shard's, so training treats both
+alike. See docs/model.md, "Training on your own scenes".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from worldgen.errors import FormatError, UsageError
 
@@ -73,49 +75,72 @@ def find_scenes(root: str | os.PathLike) -> list[Scene]:
     return scenes
 
 
-def scene_record(scene: Scene, *, coarse_n: int = 2048, children: int = 64, views: int = 2, view_size: int = 96,
-                 seed: int = 0) -> dict:  # fmt: skip
-    """One scene as a dataset record: coarse Gaussians, children in their parents' frames, views, captions."""
+def cut_into_parts(world, *, max_splats: int) -> list[Tensor]:  # Gaussians [N] -> row indices of each part
+    """Spatial clusters of a scene: halve the longest side of a piece's box at its median until it holds at most
+    `max_splats` splats. Deterministic; every splat lands in exactly one piece."""
+    pieces, todo = [], [torch.arange(len(world))]
+    means = world.means.double()
+    while todo:
+        rows = todo.pop()
+        if len(rows) <= max_splats:
+            pieces.append(rows)
+            continue
+        pts = means[rows]
+        axis = int((pts.amax(0) - pts.amin(0)).argmax())
+        order = torch.argsort(pts[:, axis], stable=True)
+        half = len(rows) // 2
+        todo += [rows[order[half:]], rows[order[:half]]]
+    return pieces
+
+
+def scene_record(scene: Scene, *, n_tokens: int = 384, views: int = 2, view_size: int = 96, seed: int = 0) -> dict:
+    """One scene as a dataset record: its generic parts and their splats (as `make_world_record` stores them),
+    views and captions. Pieces are at most 1024 splats, larger where that would make more than `n_tokens` parts."""
+    import math
+
     from exporters import load
-    from worldgen.procedural.dataset import view_cameras
-    from worldgen.procedural.lod import build_lod
+    from worldgen.procedural.dataset import pack_splats, view_cameras
+    from worldgen.procedural.parts import assemble_parts
 
     world = load(scene.path).to(dtype=torch.float32)
-    if len(world) < coarse_n:
-        raise UsageError(f"{scene.path}: {len(world)} splats; a training scene needs at least {coarse_n}")
-    lod = build_lod(world, coarse_n=coarse_n, children=children, seed=seed)
+    if len(world) < 16:
+        raise UsageError(f"{scene.path}: {len(world)} splats; a training scene needs at least 16")
+    size = max(1024, math.ceil(len(world) / (0.8 * n_tokens)))
+    pieces = [world[rows] for rows in cut_into_parts(world, max_splats=size)]
+    parts = assemble_parts(pieces, ["generic"] * len(pieces), [0.0] * len(pieces))
     rec = {
-        "coarse_means": lod.coarse.means,
-        "coarse_quats": lod.coarse.quats,
-        "coarse_scales": lod.coarse.scales,
-        "coarse_opacities": lod.coarse.opacities,
-        "coarse_rgb": lod.coarse.rgb,
-        "children_offsets": lod.children.offsets.half(),
-        "children_log_scales": lod.children.log_scales.half(),
-        "children_quats": lod.children.quats.half(),
-        "children_rgb": lod.children.rgb.half(),
-        "children_opacities": lod.children.opacities.half(),
+        "part_kind": parts.kinds.int(),
+        "part_center": parts.centers.float(),
+        "part_extent": parts.extents.float(),
+        "part_yaw": parts.yaws.float(),
+        "part_count": parts.counts.int(),
+        **pack_splats(parts.local()),
         "captions": list(scene.captions),
     }
     if views:
         from worldgen.render import render
 
         solid = world.means[world.opacities > 0.5]
-        rec["views"] = render(world, view_cameras(views, view_size, seed=seed, solid=solid)).images_uint8()
-    else:
-        rec["views"] = torch.zeros(0, view_size, view_size, 3, dtype=torch.uint8)
+        cams = view_cameras(views, view_size, seed=seed, solid=solid)
+        rec["views"] = render(world, cams).images_uint8()
     return rec
 
 
-def scene_shard(root: str | os.PathLike, *, views: int = 2, view_size: int = 96, coarse_n: int = 2048,
-                children: int = 64, on_scene=None) -> dict:  # fmt: skip
-    """Every scene of `root` stacked like a procedural shard (`read_shard`'s tensors and "captions")."""
+def scenes_shard(root: str | os.PathLike, *, n_tokens: int = 384, views: int = 2, view_size: int = 96, on_scene=None) -> dict:
+    """Every scene of `root` concatenated like a procedural shard (`read_shard`'s tensors, "specs", "captions")."""
+    from worldgen.procedural.dataset import PART_TENSORS, SPLAT_TENSORS
+
     scenes = find_scenes(root)
     records = []
     for i, scene in enumerate(scenes):
-        records.append(scene_record(scene, coarse_n=coarse_n, children=children, views=views, view_size=view_size, seed=i))
+        records.append(scene_record(scene, n_tokens=n_tokens, views=views, view_size=view_size, seed=i))
         if on_scene:
             on_scene(i + 1, len(scenes), scene)
-    shard = {k: torch.stack([r[k] for r in records]) for k in records[0] if k != "captions"}
+    shard = {k: torch.cat([r[k] for r in records]) for k in PART_TENSORS[1:] + SPLAT_TENSORS}
+    shard["part_world"] = torch.cat([torch.full((len(r["part_kind"]),), j, dtype=torch.int32) for j, r in enumerate(records)])
+    seen = [j for j, r in enumerate(records) if "views" in r]
+    shard["view_world"] = torch.tensor(seen, dtype=torch.int32)
+    shard["views"] = torch.stack([records[j]["views"] for j in seen]) if seen else torch.zeros(0, 0, view_size, view_size, 3, dtype=torch.uint8)
     shard["captions"] = [r["captions"] for r in records]
+    shard["specs"] = [{} for _ in records]
     return shard

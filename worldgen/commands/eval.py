@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, help="Torch threads on the CPU (0: torch's default; 1 is fastest on a shared machine)."),
         steps: int = typer.Option(DEFAULT_STEPS, help="Sampler steps of the model (as `worldgen make --steps`)."),
         guidance: float = typer.Option(DEFAULT_GUIDANCE, help="Classifier-free guidance of the model (as `worldgen make --guidance`)."),
+        bound: bool = typer.Option(False, "--bound", help="With --weights: the autoencoder's bound instead of the model: "
+                                                           "each prompt's procedural worlds rebuilt from their true parts "
+                                                           "through the weights' part encoder and decoder."),
     ) -> None:
         """Measure how well a generator's worlds match their prompts, how diverse and how fast they are."""
         from worldgen.errors import UsageError
@@ -45,14 +48,23 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from worldgen.eval.evaluate import EvalConfig, evaluate, model_generator
+        from worldgen.eval.evaluate import EvalConfig, autoencoder_generator, evaluate, model_generator
+        from worldgen.eval.prompts import prompt_sets
         from worldgen.eval.report import write_report
 
+        if bound and weights is None:
+            raise UsageError("--bound rebuilds procedural worlds through a model's autoencoder: give --weights")
         if threads:
             torch.set_num_threads(threads)
-        generator = model_generator(weights, steps=steps, guidance=guidance) if weights is not None else None
         config = EvalConfig(sets=sets, per_set=per_set, seeds=seeds, ref_seeds=ref_seeds, judge=str(judge) if judge else None)
-        name = f"model ({weights}; {steps} steps, guidance {guidance:g})" if weights is not None else None
+        if bound:
+            generator = autoencoder_generator(prompt_sets(config.sets, config.per_set, seed=config.prompt_seed), weights)
+            name = f"autoencoder bound ({weights}: procedural worlds through the part encoder and decoder)"
+        elif weights is not None:
+            generator = model_generator(weights, steps=steps, guidance=guidance)
+            name = f"model ({weights}; {steps} steps, guidance {guidance:g})"
+        else:
+            generator = name = None
         result = evaluate(config, generator, generator_name=name, log=lambda m: typer.echo(m, err=True))
         paths = write_report(result, output)
         rel = " ".join(f"{s}={100 * r['judge_stated']['relative']:.0f}%" for s, r in result["sets"].items())

@@ -62,12 +62,13 @@ def register(app: typer.Typer) -> None:
     def train(
         data: Path = typer.Argument(..., help="A dataset directory from `worldgen dataset build`, or a directory of your own "
                                               "splat scenes (.ply/.splat/.spz) with captions (captions.jsonl or NAME.txt)."),
+        stage: str = typer.Option("set", help="parts: the part autoencoder; set: the set model over part tokens (needs "
+                                              "--init with a trained autoencoder, e.g. the parts run's model.safetensors "
+                                              "or the shipped weights)."),
         out: Path = typer.Option(Path("runs/world"), help="Run directory: checkpoint.safetensors and model.safetensors."),
-        preset: str = typer.Option("small", help="Training preset: tiny, small or base."),
+        preset: str = typer.Option("small", help="Model and training preset: tiny, small or base."),
+        init: Optional[Path] = typer.Option(None, help="Start from these weights instead of a fresh model."),
         steps: Optional[int] = typer.Option(None, help="Total optimizer steps (default: the preset's)."),
-        batch_size: Optional[int] = typer.Option(None, help="Worlds per step (default: the preset's)."),
-        subset_n: Optional[int] = typer.Option(None, help="Coarse Gaussians drawn per world per step; 0 = all of "
-                                                          "them (default: the preset's)."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
         cooldown: Optional[int] = typer.Option(None, help="Take the LR linearly to 0 over the last N steps "
                                                           "(checkpoint-stable.safetensors keeps the state before)."),
@@ -75,81 +76,83 @@ def register(app: typer.Typer) -> None:
                                                            "loaded): the run ends at the last step that fits, "
                                                            "--steps at most, and --cooldown cools the LR over its "
                                                            "last steps."),
-        init: Optional[Path] = typer.Option(None, help="Start from these weights (e.g. the shipped ones, to fine-tune "
-                                                       "on your scenes) instead of a fresh model."),
-        stage: str = typer.Option("joint", help="joint: the set model, the decoders and the water head; decoder: "
-                                                 "the decoders alone; water: the water head alone (the rest frozen; "
-                                                 "use these two with --init)."),
-        group_size: Optional[int] = typer.Option(None, help="Coarse Gaussians per set token: the set model generates "
-                                                            "groups that a group decoder expands (0: off; default: the "
-                                                            "preset's, or --init's). With --init, the loaded weights "
-                                                            "keep theirs and a new group decoder starts fresh."),
-        local_blocks: Optional[int] = typer.Option(None, help="Blocks of distance-biased self-attention added to the "
-                                                              "set model (0: none; default: the preset's, or --init's). "
-                                                              "With --init, new blocks start zero-gated."),
-        water_width: Optional[int] = typer.Option(None, help="Width of the water head, which lays water onto the "
-                                                             "water level (0: none; default: the preset's, or --init's). "
-                                                             "With --init, a new head starts fresh."),
-        decoder_parents: Optional[int] = typer.Option(None, help="Coarse Gaussians per step for the decoder's and "
-                                                                 "the water head's losses (default: the preset's)."),
-        t_dist: Optional[str] = typer.Option(None, help="Flow times drawn in training: logit_normal (more weight "
-                                                         "mid-path) or uniform (as much near the data; default: the "
-                                                         "preset's)."),
+        worlds: int = typer.Option(0, help="Train on the first N worlds of the dataset (0: all)."),
+        batch_size: Optional[int] = typer.Option(None, help="Stage set: worlds per step (default: the preset's)."),
+        part_splats: Optional[int] = typer.Option(None, help="Stage parts: decoded slots per step (default: the preset's)."),
+        n_tokens: Optional[int] = typer.Option(None, help="Stage set: part tokens per world, its parts padded with empty "
+                                                          "ones (default: the preset's, or --init's)."),
         threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         max_captions: Optional[int] = typer.Option(None, help="Use at most this many captions per world."),
         resume: bool = typer.Option(True, help="Continue from the run directory's checkpoint when there is one."),
         seed: int = typer.Option(0, help="Random seed of initialisation and batches."),
     ) -> None:
-        """Train the world model on procedural shards or your own scenes (resumable; torchrun for several GPUs)."""
+        """Train the part autoencoder or the set model on procedural shards or your own scenes (resumable;
+        torchrun for several GPUs)."""
         from worldgen.errors import UsageError
-        from worldgen.scenes import is_scenes_dir
         from worldgen.train import train as run_training
-        from worldgen.train import train_config, world_set_from_scenes, world_set_from_shards
+        from worldgen.train import train_config
 
+        if stage not in ("parts", "set"):
+            raise UsageError(f"--stage must be parts or set, got {stage!r}")
         if not data.is_dir():
             raise UsageError(f"{data}: not a directory (build a dataset with `worldgen dataset build`, or give a folder of scenes)")
-        overrides = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "subset_n": subset_n,
-                                       "lr": lr, "decoder_parents": decoder_parents, "cooldown": cooldown,
-                                       "t_dist": t_dist, "minutes": minutes}.items() if v is not None}  # fmt: skip
-        model = None
+        if worlds < 0:
+            raise UsageError(f"--worlds must be 0 (all) or more, got {worlds}")
+        overrides = {k: v for k, v in {"steps": steps, "lr": lr, "cooldown": cooldown, "minutes": minutes,
+                                       "batch_size": batch_size, "part_splats": part_splats}.items() if v is not None}  # fmt: skip
+        cfg = train_config(f"{preset}-parts" if stage == "parts" else preset, out_dir=str(out), threads=threads,
+                           resume=resume, seed=seed, **overrides)  # fmt: skip
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from worldgen.model import load_model
+        from worldgen.model.config import get_config
+        from worldgen.model.world import WorldModel
+
+        checkpoint = out / "checkpoint.safetensors"
         if init is not None:
-            from worldgen.model import load_model
-            from worldgen.model.world import with_group_level, with_local_blocks, with_water_head
-
             model = load_model(init)
-            if group_size is not None:
-                model = with_group_level(model, group_size)
-            if local_blocks is not None:
-                model = with_local_blocks(model, local_blocks)
-            if water_width is not None:
-                model = with_water_head(model, water_width)
+        elif stage == "set" and not (resume and checkpoint.exists()):
+            raise UsageError("stage set needs a trained autoencoder: pass --init (the parts run's model.safetensors)")
         else:
-            grown = {k: v for k, v in {"group_size": group_size, "local_blocks": local_blocks,
-                                       "water_width": water_width}.items() if v is not None}  # fmt: skip
-            if grown:
-                overrides["model_overrides"] = grown
-        cfg = train_config(preset, out_dir=str(out), threads=threads, resume=resume, seed=seed, stage=stage,
-                           **overrides)  # fmt: skip
-        typer.echo(f"reading {data} ...", err=True)
-        if is_scenes_dir(data):
-            from worldgen.model.config import get_config
+            model = WorldModel(get_config(cfg.model))  # a resumed checkpoint overwrites these weights
+        if n_tokens is not None:
+            from worldgen.model.world import with_tokens
 
-            mcfg = model.cfg if model is not None else get_config(cfg.model, **cfg.model_overrides)
-            worlds = world_set_from_scenes(
-                data, max_captions=max_captions, coarse_n=mcfg.n_tokens, children=mcfg.children,
-                on_scene=lambda i, n, s: typer.echo(f"  scene {i}/{n}: {s.path.name}", err=True),
-            )  # fmt: skip
+            model = with_tokens(model, n_tokens)
+        typer.echo(f"reading {data} ...", err=True)
+        from worldgen.scenes import is_scenes_dir
+
+        log = lambda m: typer.echo(m, err=True)  # noqa: E731
+        if is_scenes_dir(data):
+            from worldgen.scenes import scenes_shard
+
+            shards = [scenes_shard(data, n_tokens=model.cfg.n_tokens, on_scene=lambda i, n, s: log(f"  scene {i}/{n}: {s.path.name}"))]
         else:
-            worlds = world_set_from_shards(data, max_captions=max_captions)
-        typer.echo(f"{len(worlds.coarse)} worlds, {len(worlds)} captions; training preset {preset!r} to step {cfg.steps}"
-                   + (f" or for {cfg.minutes:g} minutes, whichever ends first" if cfg.minutes else ""), err=True)
-        result = run_training(cfg, worlds, model=model)
+            shards = None
+        if stage == "parts":
+            from worldgen.data import PartSet
+
+            train_data = PartSet.from_shards(shards) if shards else PartSet.from_dataset(data, worlds=worlds)
+            typer.echo(f"{len(train_data)} parts, {len(train_data.splats['splat_means']):,} splats; training the "
+                       f"autoencoder to step {cfg.steps}" + (f" or for {cfg.minutes:g} minutes" if cfg.minutes else ""),
+                       err=True)  # fmt: skip
+        else:
+            from worldgen.data import token_set_from_dataset, token_set_from_shards
+
+            if shards:
+                train_data = token_set_from_shards(shards, model, max_captions=max_captions)
+            else:
+                train_data = token_set_from_dataset(data, model, worlds=worlds, max_captions=max_captions, log=log)
+            typer.echo(f"{train_data.tokens.shape[0]} worlds, {len(train_data)} captions; training the set model to "
+                       f"step {cfg.steps}" + (f" or for {cfg.minutes:g} minutes" if cfg.minutes else ""), err=True)  # fmt: skip
+        result = run_training(cfg, train_data, model=model)
         _leave_process_group()
-        tail = (result.decoder_losses if cfg.stage != "joint" else result.losses)[-50:]
+        tail = result.losses[-50:]
         loss = sum(tail) / len(tail) if tail else float("nan")
-        what, unit = {"joint": ("loss", "samples/s"), "decoder": ("decoder loss", "parents/s"),
-                      "water": ("water loss", "parents/s")}[cfg.stage]  # fmt: skip
-        typer.echo(f"step {result.step}: {what} {loss:.4f}, {result.samples_per_s:.1f} {unit} -> {out / 'model.safetensors'}")
+        unit = "slots/s" if stage == "parts" else "worlds/s"
+        typer.echo(f"step {result.step}: loss {loss:.4f}, {result.rate:.1f} {unit} -> {out / 'model.safetensors'}")
 
 
 def _leave_process_group() -> None:

@@ -78,6 +78,26 @@ def model_generator(weights: str | Path, *, steps: int | None = None, guidance: 
     return lambda prompt, seed: generate(prompt, seed=seed, weights=weights, steps=steps, guidance=guidance)
 
 
+def autoencoder_generator(cases, weights: str | Path) -> Generator:
+    """The autoencoder's bound: each known prompt's procedural world rebuilt from its true parts through the
+    weights' part encoder and decoder (no set model). What it loses is what the decoder costs any world."""
+    from worldgen.model.world import decode_world, encode_world, load_model
+    from worldgen.procedural.parts import build_world_parts
+
+    weights = Path(weights)
+    if not weights.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(weights))
+    model = load_model(weights)
+    specs = {c.prompt: c.spec for c in cases}
+
+    def generate(prompt: str, seed: int) -> Gaussians:
+        if prompt not in specs:
+            raise UsageError(f"the autoencoder bound knows only the evaluation's prompts, not {prompt!r}")
+        return decode_world(model, encode_world(model, build_world_parts(specs[prompt], seed=seed)))
+
+    return generate
+
+
 def device_name() -> str:
     if torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(0)})"
@@ -254,6 +274,7 @@ def evaluate(
 
 
 __all__ = [
-    "EvalConfig", "Generator", "PROBE_FACTS", "REFERENCE_SEED0", "WorldRecord", "device_name", "evaluate", "model_generator",
+    "EvalConfig", "Generator", "PROBE_FACTS", "REFERENCE_SEED0", "WorldRecord", "autoencoder_generator", "device_name",
+    "evaluate", "model_generator",
     "procedural_generator", "stated_accuracy", "stated_scores",
 ]  # fmt: skip

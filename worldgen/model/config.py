@@ -1,18 +1,19 @@
-"""`ModelConfig`: the shape of the set-transformer world model, and its named presets.
+"""`ModelConfig`: the shape of the world model (set transformer, part autoencoder, image encoder), and its presets.
 
-A config fixes every parameter shape; nothing in it depends on the number of
-tokens N, so one model samples sets of any size.
+A config fixes every parameter shape; nothing in it depends on where a token
+stands in the set, so one model samples sets of any size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 from worldgen.errors import UsageError
-from worldgen.model.tokens import CHILD_TOKEN_DIM, TOKEN_DIM
+from worldgen.model.autoencoder import AutoencoderConfig
+from worldgen.model.tokens import token_dim
 
 #: width of all-MiniLM-L6-v2's token and pooled embeddings
 TEXT_DIM = 384
@@ -20,36 +21,19 @@ TEXT_DIM = 384
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of `WorldModel` (backbone, detail decoder, image encoder)."""
+    """Hyper-parameters of `WorldModel`."""
 
-    # -- the set backbone --
-    width: int = 256  # channels per token
-    depth: int = 8  # number of blocks
-    heads: int = 4
+    # -- the set transformer over part tokens --
+    width: int = 192  # channels per token
+    depth: int = 6  # number of blocks
+    heads: int = 6
     mlp_ratio: float = 4.0
-    fourier_freqs: int = 6  # Fourier features of a token's own xyz (content, not order)
-    attention: Literal["full", "isab"] = "full"  # self-attention over the set, or induced (ISAB)
-    inducing: int = 64  # inducing points per block when attention == "isab"
+    fourier_freqs: int = 6  # Fourier features of a token's own centre (content, not order)
     cross_attention: bool = True  # attend to the condition tokens (text words / image patches)
-    local_blocks: int = 0  # extra blocks of distance-biased full self-attention (a soft neighbourhood per head)
-    local_sigma: tuple[float, float] = (1 / 32, 8 / 32)  # their heads' initial lengths, lo..hi (token units: 32 m)
-    token_dim: int = TOKEN_DIM
     cond_dim: int = TEXT_DIM  # width of condition tokens and the pooled condition
-    # -- sampling defaults (no parameter depends on them) --
-    n_tokens: int = 2048  # coarse Gaussians per world
-    # -- the per-Gaussian detail decoder --
-    children: int = 64  # full-detail Gaussians per coarse Gaussian
-    child_dim: int = CHILD_TOKEN_DIM
-    decoder_width: int = 128
-    decoder_depth: int = 3
-    # -- the group level (0: off): the set model generates n_tokens / group_size group Gaussians,
-    #    and a group decoder (a detail decoder of its own) grows each into group_size coarse ones --
-    group_size: int = 0
-    group_width: int = 128
-    group_depth: int = 3
-    # -- the water head (0: none): which coarse Gaussians are water, so decoding lays them on the water level
-    #    (`worldgen.model.water`; measured, in no preset) --
-    water_width: int = 0
+    n_tokens: int = 448  # part tokens per world: its parts, padded with "empty" ones (procedural worlds: 167-401)
+    # -- the part autoencoder (its decoder turns each part token into Gaussians) --
+    parts: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     # -- the image encoder (its patch tokens carry 2-D positions; the set does not) --
     image_size: int = 128
     patch: int = 16
@@ -61,26 +45,13 @@ class ModelConfig:
             raise UsageError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.image_size % self.patch:
             raise UsageError(f"image_size {self.image_size} is not divisible by patch {self.patch}")
-        for name in ("width", "depth", "heads", "inducing", "children", "decoder_width", "image_width"):
+        for name in ("width", "depth", "heads", "n_tokens", "image_width", "image_depth"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.group_size < 0 or self.group_size == 1 or self.group_width <= 0 or self.group_depth <= 0:
-            raise UsageError("group_size must be 0 (off) or >= 2, group_width and group_depth positive")
-        if self.group_size and self.n_tokens % self.group_size:
-            raise UsageError(f"n_tokens {self.n_tokens} is not divisible by group_size {self.group_size}")
-        if self.water_width < 0:
-            raise UsageError(f"water_width must be 0 (no water head) or positive, got {self.water_width}")
-        if not 0 <= self.local_blocks <= self.depth:
-            raise UsageError(f"local_blocks must be between 0 and depth ({self.depth}), got {self.local_blocks}")
-        if not 0 < self.local_sigma[0] <= self.local_sigma[1]:
-            raise UsageError(f"local_sigma must be two lengths 0 < lo <= hi, got {self.local_sigma}")
-        if self.attention not in ("full", "isab"):
-            raise UsageError(f"attention must be 'full' or 'isab', got {self.attention!r}")
 
     @property
-    def set_tokens(self) -> int:
-        """Tokens the set model generates per world: the coarse Gaussians, or their groups."""
-        return self.n_tokens // self.group_size if self.group_size else self.n_tokens
+    def token_dim(self) -> int:
+        return token_dim(self.parts.latent)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -88,26 +59,27 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         data: dict[str, Any] = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise UsageError(f"unknown ModelConfig fields {unknown}")
-        if "local_sigma" in data:  # JSON has lists, the config holds a tuple
-            data["local_sigma"] = tuple(data["local_sigma"])
+        if "parts" in data:
+            data["parts"] = AutoencoderConfig.from_json(json.dumps(data["parts"]))
         return cls(**data)
 
 
 #: named presets; `get_config(name, **overrides)` picks one
 PRESETS: dict[str, ModelConfig] = {
-    # trains in well under a minute on a 2-core CPU; for tests and smoke runs
+    # trains in seconds on a 2-core CPU; for tests and smoke runs
     "tiny": ModelConfig(
-        width=64, depth=2, heads=4, fourier_freqs=4, n_tokens=256, children=16,
-        decoder_width=32, decoder_depth=2, image_size=64, patch=16, image_width=64, image_depth=1,
-    ),
-    # the CPU product model: induced attention keeps N=2048 sampling in seconds
-    "small": ModelConfig(width=192, depth=6, heads=4, attention="isab", inducing=128, decoder_width=64, decoder_depth=2),
-    # for a GPU: full attention over the whole set
-    "base": ModelConfig(width=384, depth=12, heads=6, attention="full", decoder_width=128, image_width=256, image_depth=6),
+        width=32, depth=2, heads=4, fourier_freqs=3, n_tokens=64,
+        parts=AutoencoderConfig(latent=8, width=32, encoder_depth=1, queries=2, decoder_depth=2, fourier_freqs=3),
+        image_size=32, patch=16, image_width=32, image_depth=1,
+    ),  # fmt: skip
+    # the CPU product model
+    "small": ModelConfig(),
+    # for a GPU: a wider, deeper set model and autoencoder
+    "base": ModelConfig(width=384, depth=12, heads=6, parts=AutoencoderConfig(latent=48, width=256, decoder_depth=6),
+                        image_width=256, image_depth=6),  # fmt: skip
 }
 
 

@@ -98,21 +98,6 @@ def _noise_for(x1: Tensor, pairing: Pairing, generator: torch.Generator | None) 
     return x0
 
 
-def child_flow_loss(
-    decoder: nn.Module,  # DetailDecoder
-    children: Tensor,  # [P, C, child_dim] target child tokens
-    parents: Tensor,  # [P, token_dim]
-    pooled: Tensor,  # [P, cond_dim]
-    *,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Rectified-flow MSE of the detail decoder (children are i.i.d. noise at t = 0)."""
-    x0 = torch.randn(children.shape, generator=generator, dtype=children.dtype).to(children.device)
-    t = sample_t(children.shape[0], "uniform", generator=generator, device=children.device).to(children.dtype)
-    xt = (1.0 - t[:, None, None]) * x0 + t[:, None, None] * children
-    return F.mse_loss(decoder(xt, t, parents, pooled).float(), (children - x0).float())
-
-
 # -- minibatch optimal transport inside each set ------------------------------------------
 
 

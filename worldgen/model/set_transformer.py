@@ -1,22 +1,15 @@
-"""The set-transformer backbone: a DiT over an unordered set of Gaussian tokens.
+"""The set transformer: a DiT over the unordered set of part tokens.
 
-Each token is one coarse Gaussian (`tokens.py`), embedded by a shared MLP from
-its own values plus Fourier features of its own position: content, not order.
-There is no positional or index embedding, no sort and no per-slot query on the
-output path, so permuting the input tokens permutes the output the same way
-(tested in float64).
+Each token is one part (`tokens.py`), embedded by a shared MLP from its own
+values plus Fourier features of its own centre: content, not order. There is
+no positional or index embedding, no sort and no per-slot query on the output
+path, so permuting the input tokens permutes the output the same way (tested
+in float64).
 
 A block: adaLN (timestep + pooled condition) -> self-attention over the whole
-set (full SDPA, or induced-set attention through learned inducing points, which
-stays equivariant) -> cross-attention to the condition tokens -> MLP. The
-modulation and the output head are zero-initialised (adaLN-Zero, as in DiT), so
-an untrained model predicts zero velocity.
-
-Optional *local* blocks (`cfg.local_blocks`) attend over the whole set with a
-bias of -|x_i - x_j|^2 / (2 sigma_h^2) on the tokens' own (noisy) positions:
-a soft neighbourhood per head, still full attention, so there is no k-NN
-graph, no sort and no tie to break. ISAB summarises a set through 128 points
-and cannot see a token's neighbours; these blocks can.
+set -> cross-attention to the condition tokens -> MLP. The modulation and the
+output head are zero-initialised (adaLN-Zero, as in DiT), so an untrained
+model predicts zero velocity.
 """
 
 from __future__ import annotations
@@ -29,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worldgen.errors import UsageError
+from worldgen.model.autoencoder import PartAutoencoder, initialize_autoencoder
 from worldgen.model.config import ModelConfig
 
 
@@ -149,96 +143,14 @@ def _attention_reference(
     return torch.softmax(logits, dim=-1) @ v
 
 
-class InducedAttention(nn.Module):
-    """ISAB-style set attention: m learned inducing points summarise the set, the set reads them back.
-
-    O(N m) instead of O(N^2). The inducing points are queries on the *summary*
-    path only; every output token is computed from its own query, so the map
-    stays permutation-equivariant.
-    """
-
-    def __init__(self, dim: int, heads: int, inducing: int) -> None:
-        super().__init__()
-        self.points = nn.Parameter(torch.zeros(inducing, dim))
-        self.gather = Attention(dim, heads)
-        self.norm = nn.LayerNorm(dim)
-        self.scatter = Attention(dim, heads)
-
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:  # [B, N, D], [B, D] -> [B, N, D]
-        ind = self.points[None].expand(x.shape[0], -1, -1) + c[:, None]  # [B, m, D]
-        summary = self.norm(ind + self.gather(ind, x))  # [B, m, D]
-        return self.scatter(x, summary)
-
-
-class LocalAttention(nn.Module):
-    """Self-attention with a soft neighbourhood: logits q.k / sqrt(d) - |p_i - p_j|^2 / (2 sigma_h^2).
-
-    p are the tokens' own positions (the xyz of x_t), sigma_h a learned length
-    per head, shifted per world by the block's conditioning (the set is noise
-    at t = 0 and needs wider neighbourhoods than at t = 1). The bias is folded
-    into the dot product, so SDPA runs it without an N x N mask: with
-    q' = [q / sqrt(d), p_i / sigma, 1] and k' = [k, p_j / sigma, -|p_j|^2 / (2 sigma^2)],
-    q'.k' equals the biased logit up to a per-row constant, which softmax ignores.
-    The logits reach |p|^2 / sigma^2 ~ 1e3 before they cancel, so this runs
-    in float32 even under bf16 autocast.
-    """
-
-    def __init__(self, dim: int, heads: int, *, sigma: tuple[float, float]) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        lo, hi = sigma  # geometric spread of the initial lengths over the heads, in token units
-        self.log_sigma = nn.Parameter(torch.linspace(math.log(lo), math.log(hi), heads))
-        self.sigma_shift = nn.Linear(dim, heads)  # zero-initialised: starts at log_sigma for every world
-
-    def zero_init_head(self) -> None:
-        nn.init.zeros_(self.sigma_shift.weight)
-        nn.init.zeros_(self.sigma_shift.bias)
-
-    def forward(self, x: Tensor, pos: Tensor, c: Tensor) -> Tensor:  # [B, N, D], [B, N, 3], [B, D] -> [B, N, D]
-        b, n, d = x.shape
-        h = self.heads
-        q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)  # [B, H, N, d/H] each
-        wide = torch.promote_types(x.dtype, torch.float32)  # float32 under autocast, float64 stays
-        inv = torch.exp(-(self.log_sigma + self.sigma_shift(c))).to(wide)[:, :, None, None]  # [B, H, 1, 1]
-        p = pos.to(wide)[:, None] * inv  # [B, H, N, 3]
-        one = p.new_ones(b, h, n, 1)
-        q = torch.cat([q.to(wide) / math.sqrt(d // h), p, one], dim=-1)
-        k = torch.cat([k.to(wide), p, -0.5 * p.square().sum(-1, keepdim=True)], dim=-1)
-        # v as wide as q and k keeps SDPA on its fused CPU kernel (3x the math path); the pad reads back as zeros
-        v = F.pad(v.to(wide), (0, 4))
-        with torch.autocast(x.device.type, enabled=False):
-            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)[..., : d // h]
-        return self.proj(out.to(x.dtype).transpose(1, 2).reshape(b, n, d))
-
-
-def _local_attention_reference(
-    q: Tensor,  # [B, H, N, d]
-    k: Tensor,  # [B, H, N, d]
-    v: Tensor,  # [B, H, N, d]
-    pos: Tensor,  # [B, N, 3]
-    sigma: Tensor,  # [B, H]
-) -> Tensor:  # [B, H, N, d]
-    """The biased softmax of `LocalAttention` written out with the N x N distance matrix."""
-    d2 = torch.cdist(pos, pos).square()[:, None]  # [B, 1, N, N]
-    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) - d2 / (2 * sigma[:, :, None, None] ** 2)
-    return torch.softmax(logits, dim=-1) @ v
-
-
 class Block(nn.Module):
     """adaLN-Zero -> set attention -> cross-attention to the condition -> MLP."""
 
-    def __init__(self, cfg: ModelConfig, *, local: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.width
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        if local:
-            self.attn: nn.Module = LocalAttention(d, cfg.heads, sigma=cfg.local_sigma)
-        elif cfg.attention == "full":
-            self.attn = Attention(d, cfg.heads)
-        else:
-            self.attn = InducedAttention(d, cfg.heads, cfg.inducing)
+        self.attn = Attention(d, cfg.heads)
         self.cross = Attention(d, cfg.heads) if cfg.cross_attention else None
         self.norm2 = nn.LayerNorm(d, eps=1e-6) if cfg.cross_attention else None
         self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
@@ -252,17 +164,10 @@ class Block(nn.Module):
         c: Tensor,  # [B, D] timestep + pooled condition
         ctx: Tensor,  # [B, L, D] condition tokens (projected)
         ctx_mask: Tensor,  # [B, L] bool
-        pos: Tensor,  # [B, N, 3] the tokens' own positions (read by local attention only)
     ) -> Tensor:  # [B, N, D]
         sh1, sc1, g1, sh3, sc3, g3, g2 = self.ada(c).chunk(7, dim=-1)
         h = modulate(self.norm1(x), sh1, sc1)
-        if isinstance(self.attn, Attention):
-            h = self.attn(h, h)
-        elif isinstance(self.attn, LocalAttention):
-            h = self.attn(h, pos, c)
-        else:
-            h = self.attn(h, c)
-        x = x + g1[:, None] * h
+        x = x + g1[:, None] * self.attn(h, h)
         if self.cross is not None:
             x = x + g2[:, None] * self.cross(self.norm2(x), ctx, ctx_mask)
         x = x + g3[:, None] * self.mlp(modulate(self.norm3(x), sh3, sc3))
@@ -286,9 +191,6 @@ class SetTransformer(nn.Module):
         self.null_pooled = nn.Parameter(torch.zeros(cfg.cond_dim))
         self.null_token = nn.Parameter(torch.zeros(cfg.cond_dim))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
-        # local blocks sit after evenly spaced set blocks (after the last one among them)
-        self.local = nn.ModuleList([Block(cfg, local=True) for _ in range(cfg.local_blocks)])
-        self.local_after = [(i + 1) * cfg.depth // cfg.local_blocks - 1 for i in range(cfg.local_blocks)]
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.head = nn.Linear(d, cfg.token_dim)
@@ -312,26 +214,20 @@ class SetTransformer(nn.Module):
         ctx_mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # [B, L+1]
 
         c = self.t_embed(timestep_embedding(t.to(x.dtype), self.cfg.width)) + self.pooled_embed(pooled)  # [B, D]
-        pos = x[..., :3]
-        h = self.embed(torch.cat([x, fourier_features(pos, self.cfg.fourier_freqs)], dim=-1))  # [B, N, D]
-        local = iter(self.local)
-        for i, block in enumerate(self.blocks):
-            h = block(h, c, ctx, ctx_mask, pos)
-            if i in self.local_after:  # distinct indices: local_blocks <= depth
-                h = next(local)(h, c, ctx, ctx_mask, pos)
+        h = self.embed(torch.cat([x, fourier_features(x[..., :3], self.cfg.fourier_freqs)], dim=-1))  # [B, N, D]
+        for block in self.blocks:
+            h = block(h, c, ctx, ctx_mask)
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
         return self.head(modulate(self.final_norm(h), shift, scale))
 
 
 def initialize_weights(module: nn.Module) -> None:
-    """Every initialisation decision of the world model, in one place (DiT's recipe).
+    """Every initialisation decision of the world model, in one place (DiT's recipe; the part
+    autoencoder's own in `initialize_autoencoder`).
 
     Linear layers: Xavier-uniform weights, zero biases. adaLN modulations and
     all output heads: zero, so each block starts as the identity and an
-    untrained model predicts zero velocity. Inducing points: unit normal, so
-    that they stand apart from each other by more than the conditioning `c`
-    that is added to all of them (norm ~5); at std 0.02 they start, and stay,
-    one point repeated m times, and ISAB reads the set through one summary.
+    untrained model predicts zero velocity.
     """
     for m in module.modules():
         if isinstance(m, nn.Linear):
@@ -348,7 +244,6 @@ def initialize_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.head.bias)
             nn.init.normal_(m.null_pooled, std=0.02)
             nn.init.normal_(m.null_token, std=0.02)
-        if isinstance(m, InducedAttention):
-            nn.init.normal_(m.points, std=1.0)
-        if hasattr(m, "zero_init_head"):
-            m.zero_init_head()
+    for m in module.modules():
+        if isinstance(m, PartAutoencoder):  # its own decisions: a fresh decoder fills the part's box
+            initialize_autoencoder(m)

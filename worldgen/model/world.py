@@ -1,15 +1,14 @@
-"""`WorldModel`: the set transformer, the detail decoder and the image encoder under one config.
+"""`WorldModel`: the set transformer over part tokens, the part autoencoder and the image encoder under one config.
 
 Public entry points the CLI calls:
-- `sample(model, cond, n=..., steps=..., guidance=..., seed=...)` -> set tokens [B, n, 14]: coarse
-  Gaussians, or their groups when the model has a group level (`cfg.group_size`)
-- `decode_world(model, set_tokens, pooled, ...)` -> full-detail `Gaussians`
+- `sample(model, cond, n=..., steps=..., guidance=..., seed=...)` -> part tokens [B, n, token_dim]
+- `decode_world(model, tokens)` -> `Gaussians` (each part token grows its Gaussians through the decoder)
+- `encode_world(model, parts)` -> part tokens of a known world (`WorldParts`): the data, and the bound
 - `save_model(model, path)` / `load_model(path)`: safetensors, the `ModelConfig` as JSON in the metadata.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -21,45 +20,48 @@ from torch import Tensor, nn
 from worldgen.errors import FormatError, UsageError
 from worldgen.gaussians import Gaussians
 from worldgen.model import tokens as tok
+from worldgen.model.autoencoder import PartAutoencoder, PartBatch
 from worldgen.model.config import ModelConfig
-from worldgen.model.decoder import DetailDecoder, decode_children_tokens
 from worldgen.model.flow import draw_noise, integrate
 from worldgen.model.image import ImageEncoder
 from worldgen.model.set_transformer import Condition, SetTransformer, initialize_weights
-from worldgen.model.water import WaterHead, lay_flat, settle_tokens
 from worldgen.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from worldgen.procedural.parts import WorldParts
 
-FORMAT = "worldgen-model/1"
+FORMAT = "worldgen-model/2"
 Precision = Literal["auto", "bf16", "fp32"]
-GROUP_SEED_OFFSET = 1_000_003  # the group decoder's noise stream is not the detail decoder's
+#: parts decoded per batch (they are grouped by splat count, so padding stays small)
+DECODE_CHUNK = 64
 
 
 def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype = torch.float32):
-    """bf16 autocast for "bf16", or for "auto" on CUDA / on a CPU with bf16 units; float32 models only."""
+    """bf16 autocast for "bf16", or for "auto" on CUDA; float32 models only.
+
+    On a CPU "auto" stays in float32: measured on the project's 2-core CPU, bf16
+    autocast made the model's small matmuls 2-10x slower, not faster.
+    """
     if precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     device = torch.device(device)
-    has_bf16 = device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    enabled = dtype == torch.float32 and (precision == "bf16" or (precision == "auto" and has_bf16))
+    enabled = dtype == torch.float32 and (precision == "bf16" or (precision == "auto" and device.type == "cuda"))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class WorldModel(nn.Module):
-    """backbone: set velocity; groups: group -> coarse Gaussians (optional); decoder: per-Gaussian detail;
-    water: which coarse Gaussians are water (optional); image: picture -> Condition."""
+    """backbone: the velocity of the part-token flow; parts: part tokens <-> Gaussians; image: picture -> Condition.
+
+    `z_mean` and `z_std` standardise the autoencoder's latents into token space (set from the
+    training data when the set model is trained; identity before).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.backbone = SetTransformer(cfg)
-        self.decoder = DetailDecoder(cfg)
-        self.groups = (
-            DetailDecoder(cfg, children=cfg.group_size, width=cfg.group_width, depth=cfg.group_depth)
-            if cfg.group_size
-            else None
-        )
-        self.water = WaterHead(cfg.token_dim, cfg.cond_dim, cfg.water_width) if cfg.water_width else None
+        self.parts = PartAutoencoder(cfg.parts)
         self.image = ImageEncoder(cfg)
+        self.register_buffer("z_mean", torch.zeros(cfg.parts.latent))
+        self.register_buffer("z_std", torch.ones(cfg.parts.latent))
         initialize_weights(self)
 
     def forward(
@@ -84,13 +86,9 @@ def sample(
     precision: Precision = "auto",
     noise: Tensor | None = None,  # [B, n, token_dim]; drawn from `seed` when None
     on_step: Callable[[int], None] | None = None,  # progress: called after each step with its number
-) -> Tensor:  # [B, n, token_dim] set tokens (coarse Gaussians, or groups)
-    """Sample worlds' set tokens: the guided rectified flow from i.i.d. noise, `steps` steps.
-
-    `precision="auto"` evaluates the velocity under bf16 autocast where the
-    hardware has bf16 units (a float32 model only; the state stays float32).
-    """
-    n = n or model.cfg.set_tokens
+) -> Tensor:  # [B, n, token_dim] part tokens
+    """Sample worlds' part tokens: the guided rectified flow from i.i.d. noise, `steps` steps."""
+    n = n or model.cfg.n_tokens
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
     p = next(model.parameters())
@@ -106,105 +104,95 @@ def sample(
         model.train(was_training)
 
 
-def _expand(
-    decoder: DetailDecoder, parents: Tensor, pooled: Tensor, *, steps: int, seed: int, precision: Precision
-) -> dict[str, Tensor]:  # physical fields, each [P * C, ...]
-    """Every parent token grows `decoder`'s children (in the world frame, scales inside the support)."""
-    p = next(decoder.parameters())
-    parents = parents.to(p.device, p.dtype)
-    with autocast_for(precision, p.device, p.dtype):
-        child = decode_children_tokens(decoder, parents, pooled.to(parents), steps=steps, seed=seed)
-    f = tok.decode_children(tok.decode(parents), child.to(parents.dtype))
-    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in f.items()}
-    flat["scales"] = flat["scales"].clamp(*tok.SAMPLE_SCALE_RANGE)
-    return flat
+def decode_parts(model: WorldModel, tokens: Tensor) -> WorldParts:  # [n, token_dim] -> parts (empty ones dropped)
+    """One world's part tokens -> its parts, each grown by the autoencoder's decoder, in token order."""
+    frames, z = tok.decode_parts(tokens)
+    keep = (frames.kinds != tok.EMPTY).nonzero()[:, 0]
+    kinds, counts = frames.kinds[keep], frames.counts[keep]
+    z = z[keep] * model.z_std.to(z) + model.z_mean.to(z)
+    fields = decode_latents(model.parts, kinds, z, counts, frames.colors[keep])
+    local = Gaussians.from_rgb(fields["means"], fields["rgb"], fields["log_scales"].exp(), fields["opacities"], fields["quats"])
+    return WorldParts.from_local(local, counts, kinds, frames.centers[keep].to(local.dtype),
+                                 frames.extents[keep].to(local.dtype), frames.yaws[keep].to(local.dtype))  # fmt: skip
 
 
-def expand_groups(
-    model: WorldModel, groups: Tensor, pooled: Tensor, *, steps: int = 8, seed: int = 0, precision: Precision = "auto"
-) -> Tensor:  # [G * group_size, token_dim]
-    """Group tokens [G, token_dim] -> the coarse tokens of their members (the group decoder's flow)."""
-    if model.groups is None:
-        raise UsageError("this model has no group level (cfg.group_size is 0)")
-    f = _expand(model.groups, tok.clamp_to_support(groups), pooled, steps=steps, seed=seed, precision=precision)
-    return tok.encode(f["means"], f["quats"], f["scales"], f["opacities"], f["rgb"])
+@torch.no_grad()
+def decode_latents(
+    ae: PartAutoencoder,
+    kinds: Tensor,  # [P] long
+    z: Tensor,  # [P, latent]
+    counts: Tensor,  # [P] long
+    colors: Tensor,  # [P, 3] mean rgb
+) -> dict[str, Tensor]:  # fields of sum(counts) Gaussians, part after part, in the parts' frames
+    """The decoder on P parts, in chunks of similar splat count; each part's result is its own (no batch effects)."""
+    p = next(ae.parameters())
+    order = torch.argsort(counts, stable=True)
+    chunks: list[tuple[Tensor, dict[str, Tensor]]] = []
+    for lo in range(0, len(order), DECODE_CHUNK):
+        rows = order[lo : lo + DECODE_CHUNK]
+        out = ae.decode(kinds[rows].to(p.device), z[rows].to(p), counts[rows].to(p.device), colors[rows].to(p))
+        chunks.append((rows, out))
+    names = ("means", "log_scales", "quats", "rgb", "opacities")
+    per_part: list[dict[str, Tensor] | None] = [None] * len(counts)
+    for rows, out in chunks:
+        for j, r in enumerate(rows.tolist()):
+            c = int(counts[r])
+            per_part[r] = {k: out[k][j, :c] for k in names}
+    empty = {k: z.new_zeros((0, 4 if k == "quats" else 3) if k != "opacities" else (0,)) for k in names}
+    return {k: torch.cat([part[k] for part in per_part]).to(z.dtype) if per_part else empty[k] for k in names}
 
 
-def decode_world(
-    model: WorldModel,
-    tokens: Tensor,  # [n, token_dim] one world's set tokens (coarse Gaussians, or groups)
-    pooled: Tensor,  # [cond_dim] its pooled condition
-    *,
-    detail: bool = True,
-    steps: int = 4,
-    seed: int = 0,
-    precision: Precision = "auto",
-) -> Gaussians:
-    """Set tokens -> Gaussians: groups (if the model has them) become coarse Gaussians, and with
-    `detail` every coarse Gaussian becomes `cfg.children` children.
-
-    Tokens are first pulled inside the data's support (`tokens.clamp_to_support`) and
-    children's scales stay inside `tokens.SAMPLE_SCALE_RANGE`. Where the model has a water head,
-    the coarse Gaussians it reads as water, and their children, lie flat on the water level
-    (`worldgen.model.water`).
-    """
-    if model.groups is not None:
-        tokens = expand_groups(model, tokens, pooled, seed=seed + GROUP_SEED_OFFSET, precision=precision)
-    coarse = tok.clamp_to_support(tokens)
-    wet = water_mask(model, coarse, pooled)
-    coarse = settle_tokens(coarse, wet)
-    if not detail:
-        return tok.tokens_to_gaussians(coarse)
-    f = _expand(model.decoder, coarse, pooled, steps=steps, seed=seed, precision=precision)
-    if wet.any():
-        kids = wet.to(f["means"].device).repeat_interleave(model.cfg.children)
-        f["means"][kids], f["quats"][kids], f["scales"][kids] = lay_flat(f["means"][kids], f["quats"][kids],
-                                                                       f["scales"][kids])  # fmt: skip
-    return Gaussians.from_rgb(f["means"], f["rgb"], f["scales"], f["opacities"], f["quats"])
+def decode_world(model: WorldModel, tokens: Tensor) -> Gaussians:  # [n, token_dim] -> Gaussians
+    """One world's part tokens -> Gaussians (every part's splats, in token order)."""
+    return decode_parts(model, tokens).gaussians
 
 
-def water_mask(model: WorldModel, coarse: Tensor, pooled: Tensor) -> Tensor:  # [n, D], [C] -> [n] bool
-    """Which coarse tokens the model's water head reads as water (none without a head)."""
-    if model.water is None:
-        return torch.zeros(coarse.shape[:-1], dtype=torch.bool, device=coarse.device)
-    with torch.no_grad():
-        p = next(model.water.parameters())
-        return model.water(coarse.to(p), pooled.to(p)) > 0.0  # P(water) > 0.5
+@torch.no_grad()
+def encode_world(model: WorldModel, parts: WorldParts, *, max_splats: int = 8192) -> Tensor:  # -> [P, token_dim]
+    """A known world's part tokens (standardised latents, no padding): the autoencoder's view of its parts."""
+    from worldgen.data import PartSet
+    from worldgen.procedural.dataset import pack_splats
+
+    p = next(model.parameters())
+    starts = torch.cumsum(parts.counts, 0) - parts.counts
+    ps = PartSet(parts.kinds, parts.counts, parts.extents, parts.mean_colors(), starts, pack_splats(parts.local()))
+    mu = torch.cat([model.parts.encode(ps.batch(rows, max_splats=max_splats).to(p.device))[0]
+                    for rows in torch.arange(len(parts)).split(DECODE_CHUNK)])  # fmt: skip
+    z = (mu - model.z_mean) / model.z_std
+    frames = tok.PartFrames(parts.kinds, parts.centers, parts.extents, parts.yaws, parts.counts.clamp_max(max_splats),
+                            parts.mean_colors())  # fmt: skip
+    return tok.encode_parts(frames, z.to(parts.centers.dtype))
 
 
-def with_group_level(model: WorldModel, size: int) -> WorldModel:
-    """`model` with a group level of `size` (0: none): every other weight is kept, a new group decoder starts fresh."""
-    if size == model.cfg.group_size:
+def with_tokens(model: WorldModel, n_tokens: int) -> WorldModel:
+    """`model` generating `n_tokens` part tokens a world (no parameter depends on it; the weights are kept)."""
+    import dataclasses
+
+    if n_tokens == model.cfg.n_tokens:
         return model
-    return _regrown(model, dataclasses.replace(model.cfg, group_size=size), fresh="groups.")  # replace() checks size
+    cfg = dataclasses.replace(model.cfg, n_tokens=n_tokens)  # replace() checks it
+    for m in model.modules():
+        if getattr(m, "cfg", None) is model.cfg:
+            m.cfg = cfg
+    return model
 
 
-def with_local_blocks(model: WorldModel, n: int) -> WorldModel:
-    """`model` with `n` local-attention blocks: every other weight is kept, the local blocks start fresh.
-
-    Fresh blocks are zero-gated (adaLN-Zero), so the grown model computes exactly
-    what `model` did until training moves them.
-    """
-    if n == model.cfg.local_blocks:
-        return model
-    return _regrown(model, dataclasses.replace(model.cfg, local_blocks=n), fresh="backbone.local.")
+def pad_tokens(tokens: Tensor, n: int) -> Tensor:  # [P, D] -> [n, D]
+    """A world's part tokens padded with empty ones to `n` (UsageError when it has more parts)."""
+    if tokens.shape[0] > n:
+        raise UsageError(f"a world of {tokens.shape[0]} parts does not fit the model's {n} tokens (ModelConfig.n_tokens)")
+    pad = tok.padding_token(tokens.shape[-1] - tok.token_dim(0), dtype=tokens.dtype, device=tokens.device)
+    return torch.cat([tokens, pad.expand(n - tokens.shape[0], -1)])
 
 
-def with_water_head(model: WorldModel, width: int) -> WorldModel:
-    """`model` with a water head of `width` (0: none): every other weight is kept, a new head starts fresh."""
-    if width == model.cfg.water_width:
-        return model
-    return _regrown(model, dataclasses.replace(model.cfg, water_width=width), fresh="water.")
+def batch_of(parts: WorldParts, rows: Tensor) -> PartBatch:
+    """`parts`' parts at `rows` as an autoencoder batch (in their own frames)."""
+    from worldgen.data import PartSet
+    from worldgen.procedural.dataset import pack_splats
 
-
-def _regrown(model: WorldModel, cfg: ModelConfig, *, fresh: str) -> WorldModel:
-    """A `cfg` model holding `model`'s weights, except those under `fresh`, which start from initialisation."""
-    out = WorldModel(cfg).to(next(model.parameters()).device)
-    kept = {k: v for k, v in model.state_dict().items() if not k.startswith(fresh)}
-    missing, unexpected = out.load_state_dict(kept, strict=False)
-    if unexpected or any(not k.startswith(fresh) for k in missing):
-        raise UsageError(f"weights do not fit the grown model: missing {missing}, unexpected {unexpected}")
-    return out.train(model.training)
+    starts = torch.cumsum(parts.counts, 0) - parts.counts
+    return PartSet(parts.kinds, parts.counts, parts.extents, parts.mean_colors(), starts,
+                   pack_splats(parts.local())).batch(rows)  # fmt: skip
 
 
 # -- weights files ---------------------------------------------------------------------------
@@ -241,7 +229,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
 
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
-        raise FormatError(f"{path} holds no worldgen model (metadata format {meta.get('format')!r})")
+        raise FormatError(f"{path} holds no worldgen model of this version (metadata format {meta.get('format')!r})")
     try:
         cfg = ModelConfig.from_json(meta["config"])
     except (UsageError, json.JSONDecodeError, TypeError) as e:

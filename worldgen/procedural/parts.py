@@ -93,6 +93,10 @@ class WorldParts:
         """Each part's size: the mean of its half-extents (the unit of its splats' scales in its frame)."""
         return self.extents.mean(-1)
 
+    def mean_colors(self) -> Tensor:  # [P, 3]
+        """Each part's mean rgb."""
+        return torch.segment_reduce(self.gaussians.rgb, "mean", lengths=self.counts, axis=0)
+
     def kind_names(self) -> list[str]:
         return [KINDS[int(k)] for k in self.kinds]
 
