@@ -9,7 +9,9 @@
 - count: (log2(n) - 6.5) / 3, the number of Gaussians its decoder grows;
 - colour: 2 rgb - 1 of the part's mean colour (its splats add their own to it);
 - kind: one-hot over `KINDS` plus a last "empty" class, the padding of worlds
-  with fewer parts than the set has tokens (an empty token is zero elsewhere);
+  with fewer parts than the set has tokens (an empty token is zero elsewhere),
+  at height `KIND_SCALE`: a wrong kind costs a whole part, so the flow's loss
+  weighs these dimensions more;
 - z: the part autoencoder's latent, standardised by the data's per-dimension
   mean and standard deviation (kept with the model's weights).
 
@@ -32,6 +34,7 @@ EXTENT_UNIT, EXTENT_SCALE = 2.0, 1.5
 COUNT_MID, COUNT_SCALE = 6.5, 3.0
 #: the padding class: index len(KINDS) of the kind one-hot
 EMPTY = len(KINDS)
+KIND_SCALE = 2.0
 #: the most Gaussians one decoded part may have (the largest procedural part, a castle keep, has ~5.4k)
 MAX_COUNT = 8192
 FRAME_DIM = 12  # centre 3, extent 3, yaw 2, count 1, colour 3
@@ -59,7 +62,7 @@ def encode_parts(
     z: Tensor,  # [P, latent] standardised latents
 ) -> Tensor:  # [P, token_dim]
     """Parts -> tokens (`frames.kinds` may hold EMPTY: those tokens are the padding token)."""
-    k = torch.nn.functional.one_hot(frames.kinds, len(KINDS) + 1).to(z.dtype)
+    k = torch.nn.functional.one_hot(frames.kinds, len(KINDS) + 1).to(z.dtype) * KIND_SCALE
     tok = torch.cat(
         [
             torch.asinh(frames.centers.to(z.dtype) / CENTER_UNIT),
@@ -79,7 +82,7 @@ def encode_parts(
 def padding_token(latent: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:  # [token_dim]
     """The token of "no part": the empty class, zeros elsewhere."""
     t = torch.zeros(token_dim(latent), dtype=dtype, device=device)
-    t[FRAME_DIM + EMPTY] = 1.0
+    t[FRAME_DIM + EMPTY] = KIND_SCALE
     return t
 
 
