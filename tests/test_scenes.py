@@ -123,6 +123,11 @@ def _captioned_scenes_and_init(tmp_path):
     return root, load_model(tmp_path / "init.safetensors").state_dict()
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to the float16 rounding of a run's model.safetensors (a training step moves weights further)."""
+    return torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+
+
 def test_worldgen_train_on_scenes_tunes_the_autoencoder_then_the_set_model(tmp_path, capsys):
     root, start = _captioned_scenes_and_init(tmp_path)
     init = str(tmp_path / "init.safetensors")
@@ -132,7 +137,7 @@ def test_worldgen_train_on_scenes_tunes_the_autoencoder_then_the_set_model(tmp_p
     err = capsys.readouterr().err
     assert "scene 2/2: scene1.splat" in err and "4 parts, 3,000 splats" in err
     parts = load_model(tmp_path / "parts" / "model.safetensors").state_dict()
-    moved = {k for k, v in start.items() if not torch.equal(v, parts[k])}
+    moved = {k for k, v in start.items() if not _same(v, parts[k])}
     assert moved and all(k.startswith("parts.") for k in moved)  # the autoencoder alone
     assert json.loads(read_metadata(tmp_path / "parts" / "model.safetensors")["train_config"])["stage"] == "parts"
 
@@ -141,7 +146,7 @@ def test_worldgen_train_on_scenes_tunes_the_autoencoder_then_the_set_model(tmp_p
     assert code == 0
     assert "2 worlds, 2 captions" in capsys.readouterr().err
     tuned = load_model(tmp_path / "set" / "model.safetensors").state_dict()
-    moved = {k for k, v in parts.items() if not torch.equal(v, tuned[k])}
+    moved = {k for k, v in parts.items() if not _same(v, tuned[k])}
     assert any(k.startswith("backbone.") for k in moved)
     assert not any(k.startswith("parts.") for k in moved)  # the set stage keeps the autoencoder
     assert {"z_mean", "z_std"} <= moved  # ... and sets the latents' statistics from the scenes

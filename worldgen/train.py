@@ -12,7 +12,7 @@
   instead of its caption with `image_prob`. The autoencoder stays as it is.
 - Resumable: `out_dir/checkpoint.safetensors` holds the model, the AdamW state,
   the step and the data RNG; `resume=True` continues bit-for-bit. The final
-  weights go to `out_dir/model.safetensors` (`load_model` reads it).
+  weights go to `out_dir/model.safetensors` in float16 (`load_model` reads it).
 - A wall-clock budget (`minutes`) ends a run at the last step that fits, with the
   cool-down in its last steps.
 - Multi-GPU: launched by `torchrun`, the loop joins the process group, wraps
@@ -351,7 +351,8 @@ def train(
         gains.append(probe(model, step, autocast))
     if rank == 0 and cfg.out_dir:
         save_checkpoint(ckpt_path, model, opt, gen, step, cfg)
-        save_model(model, out / "model.safetensors", extra={"train_config": cfg.to_json(), "step": str(step)})
+        save_model(model, out / "model.safetensors", extra={"train_config": cfg.to_json(), "step": str(step)},
+                   dtype=torch.float16)  # fmt: skip
     return TrainResult(model.eval(), losses, rate, step, gains)
 
 

@@ -198,13 +198,20 @@ def batch_of(parts: WorldParts, rows: Tensor) -> PartBatch:
 # -- weights files ---------------------------------------------------------------------------
 
 
-def save_model(model: WorldModel, path: str | os.PathLike, *, extra: dict[str, str] | None = None) -> None:
-    """Write the weights as .safetensors (atomically) with the config JSON in the metadata."""
+def save_model(
+    model: WorldModel, path: str | os.PathLike, *, extra: dict[str, str] | None = None, dtype: torch.dtype | None = None
+) -> None:
+    """Write the weights as .safetensors (atomically) with the config JSON in the metadata.
+
+    dtype: store floating tensors as this (float16 halves a file to hand out; `load_model` reads
+    them back into float32).
+    """
     from safetensors.torch import save_file
 
     from worldgen.io import atomic_path
 
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v  # noqa: E731
+    state = {k: cast(v.detach()).contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra or {})}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
