@@ -265,14 +265,14 @@ def test_both_stages_train_on_procedural_dataset_shards(tmp_path):
 
 def test_caption_encodings_are_cached_in_the_dataset(tmp_path, monkeypatch):
     import worldgen.model.text as text
-    from worldgen.data import CAPTION_CACHE, token_set_from_dataset
+    from worldgen.data import token_set_from_dataset
     from worldgen.model import WorldModel, get_config
     from worldgen.procedural.dataset import DatasetConfig, build_dataset
 
     build_dataset(tmp_path / "data", DatasetConfig(count=2, shard_size=2, views=0, captions=2))
     model = WorldModel(get_config("tiny", n_tokens=400))
     first = token_set_from_dataset(tmp_path / "data", model)
-    assert (tmp_path / "data" / CAPTION_CACHE).is_file()
+    (cache,) = (tmp_path / "data" / "captions").iterdir()  # one file for the one shard
 
     calls = []
     real = text.encode_text
@@ -285,7 +285,8 @@ def test_caption_encodings_are_cached_in_the_dataset(tmp_path, monkeypatch):
     fewer = token_set_from_dataset(tmp_path / "data", model, max_captions=1)  # other captions: encoded afresh
     assert calls == [2] and len(fewer) == 2
     assert torch.allclose(fewer.cond.pooled, first.cond.pooled[::2], atol=1e-5)
+    assert len(list((tmp_path / "data" / "captions").iterdir())) == 2  # both kept, each under its captions' hash
 
-    (tmp_path / "data" / CAPTION_CACHE).write_bytes(b"\x10\x00not a safetensors file")
+    cache.write_bytes(b"\x10\x00not a safetensors file")
     mended = token_set_from_dataset(tmp_path / "data", model)  # a damaged cache is re-encoded, not read
     assert calls == [2, 4] and torch.allclose(mended.cond.pooled, first.cond.pooled, atol=1e-5)

@@ -204,20 +204,33 @@ def token_set_from_dataset(
     """A dataset's worlds (the first `worlds`, 0: all) as part tokens of `model`'s autoencoder, with their captions.
 
     Each shard's part latents are cached in the dataset's `latents/` folder (keyed by the
-    autoencoder's weights), the captions' encodings in `CAPTION_CACHE`.
+    autoencoder's weights), its captions' MiniLM encodings in `captions/` (keyed by the captions),
+    so a dataset that grows is encoded only where it is new.
     """
     root = Path(root)
     paths = shard_paths(root)
     key = autoencoder_key(model)
-    caches = [p.parent / "latents" / f"{p.stem}-{key}.safetensors" if root.is_dir() else None for p in paths]
-    shards = ((read_shard(p), c) for p, c in zip(paths, caches))
-    encode = encode or _caption_encoder(root if root.is_dir() else None)
+    cached = root.is_dir()
+    shards = (
+        ShardSource(read_shard(p), p.parent / "latents" / f"{p.stem}-{key}.safetensors" if cached else None,
+                    p.parent / "captions" / p.stem if cached else None)  # fmt: skip
+        for p in paths
+    )
     return token_set_from_shards(shards, model, worlds=worlds, max_captions=max_captions, encode=encode, log=log,
                                  total=len(paths))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ShardSource:
+    """A shard and where its part latents and caption encodings are cached (None: nowhere)."""
+
+    shard: dict
+    latents: Path | None = None  # a .safetensors file
+    captions: Path | None = None  # a file stem; the captions' hash completes the name
+
+
 def token_set_from_shards(
-    shards: Iterable[dict | tuple[dict, Path | None]],
+    shards: Iterable[dict | ShardSource],
     model: WorldModel,
     *,
     worlds: int = 0,
@@ -226,26 +239,30 @@ def token_set_from_shards(
     log: Callable[[str], None] | None = None,
     total: int | None = None,
 ) -> TokenSet:
-    """Shards (each with the path of its latents cache, or none) as part tokens of `model`'s autoencoder.
+    """Shards as part tokens of `model`'s autoencoder, with their captions (MiniLM unless `encode` is given).
 
     When `model.z_mean` and `z_std` are still the identity they are set from these latents, so a
     set model trained on them samples standardised latents.
     """
-    raw, frames, captions, owner, views, view_world = [], [], [], [], [], []
+    raw, frames, conds, captions, owner, views, view_world = [], [], [], [], [], [], []
     seen = 0
     for i, item in enumerate(shards):
-        sh, cache = item if isinstance(item, tuple) else (item, None)
-        mu = _shard_latents(sh, model, cache)
+        src = item if isinstance(item, ShardSource) else ShardSource(item)
+        sh = src.shard
+        mu = _shard_latents(sh, model, src.latents)
         colors = part_colors(sh)
         take = len(sh["specs"]) if not worlds else min(len(sh["specs"]), worlds - seen)
+        shard_caps = []
         for j in range(take):
             rows = (sh["part_world"] == j).nonzero()[:, 0]
             raw.append(mu[rows])
             frames.append({k: sh[k][rows] for k in ("part_kind", "part_center", "part_extent", "part_yaw", "part_count")}
                           | {"part_color": colors[rows]})  # fmt: skip
             caps = sh["captions"][j][:max_captions] if max_captions else sh["captions"][j]
-            captions += caps
+            shard_caps += caps
             owner += [seen + j] * len(caps)
+        conds.append(encode(shard_caps) if encode is not None else encode_captions(shard_caps, cache=src.captions))
+        captions += shard_caps
         keep = sh["view_world"] < take
         views.append(sh["views"][keep])
         view_world.append(sh["view_world"][keep].long() + seen)
@@ -258,10 +275,9 @@ def token_set_from_shards(
         raise UsageError("no worlds to train on")
     _standardise(model, torch.cat(raw))
     tokens = torch.stack([world_tokens(model, f, z) for f, z in zip(frames, raw)])
-    cond = (encode or encode_captions)(captions)
     all_views = torch.cat(views)
     has_views = all_views.shape[0] > 0 and all_views.shape[1] > 0
-    return TokenSet(tokens, cond, torch.tensor(owner, dtype=torch.long), all_views if has_views else None,
+    return TokenSet(tokens, Condition.cat(conds), torch.tensor(owner, dtype=torch.long), all_views if has_views else None,
                     torch.cat(view_world) if has_views else None, captions)  # fmt: skip
 
 
@@ -404,18 +420,9 @@ def toy_token_set(
 
 # -- captions ----------------------------------------------------------------------------------
 
-#: file in a dataset directory holding its captions' MiniLM encodings (rebuilt when the captions change)
-CAPTION_CACHE = "captions-minilm.safetensors"
-
-
-def _caption_encoder(root: Path | None) -> Callable[[Sequence[str]], Condition]:
-    """`encode_captions` with the cache of the dataset at `root` (None: no cache)."""
-    return lambda captions: encode_captions(captions, cache=None if root is None else root / CAPTION_CACHE)
-
-
 def encode_captions(captions: Sequence[str], batch: int = 128, *, cache: Path | None = None) -> Condition:
-    """MiniLM encodings of `captions` (tokens in float16), read from `cache` when it holds exactly these
-    captions, else written there."""
+    """MiniLM encodings of `captions` (tokens in float16), read from the cache file `cache`-<hash of the
+    captions>.safetensors when there is one, else written there."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
 
@@ -423,6 +430,8 @@ def encode_captions(captions: Sequence[str], batch: int = 128, *, cache: Path | 
     from worldgen.model.text import MAX_TOKENS, encode_text
 
     key = hashlib.sha256(json.dumps([MAX_TOKENS, *captions]).encode()).hexdigest()
+    if cache is not None:
+        cache = cache.with_name(f"{cache.name}-{key[:16]}.safetensors")
     if cache is not None and cache.is_file():
         try:
             with safe_open(str(cache), framework="pt") as f:
@@ -446,6 +455,6 @@ def encode_captions(captions: Sequence[str], batch: int = 128, *, cache: Path | 
 
 
 __all__ = [
-    "CAPTION_CACHE", "PartSet", "TokenSet", "encode_captions", "iter_shards", "shard_paths", "token_set_from_dataset",
+    "PartSet", "ShardSource", "TokenSet", "encode_captions", "iter_shards", "shard_paths", "token_set_from_dataset",
     "token_set_from_shards", "toy_part_set", "toy_token_set",
 ]  # fmt: skip
