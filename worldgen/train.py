@@ -514,7 +514,8 @@ class _Progress:
             self.bar.update(self.task, completed=step, total=total, loss=mean, rate=rate)
         elif not self.live and (step % self.log_every == 0 or step == total):
             parts = "  ".join(f"{k} {v:.4f}" for k, v in terms.items())
-            print(f"train step {step}/{total}  loss {mean:.4f} (last {len(self.recent)})  {parts}  {rate:.0f} {self.unit}",
+            speed = f"{rate:.0f}" if rate > 100 else f"{rate:.2f}"
+            print(f"train step {step}/{total}  loss {mean:.4f} (last {len(self.recent)})  {parts}  {speed} {self.unit}",
                   file=sys.stderr, flush=True)  # fmt: skip
 
     def close(self) -> None:
