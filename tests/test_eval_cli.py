@@ -104,3 +104,25 @@ def test_small_run_writes_the_report(tmp_path, tiny_judge, capsys) -> None:
 
     with Image.open(out / "contact_sheet.png") as im:
         assert im.size[0] > 256 and im.size[1] > 128
+
+
+def test_the_bound_rebuilds_procedural_worlds_through_the_autoencoder(tmp_path, tiny_judge, capsys) -> None:
+    from worldgen.eval.evaluate import autoencoder_generator
+    from worldgen.eval.prompts import prompt_sets
+    from worldgen.model import WorldModel, get_config, save_model
+    from worldgen.procedural import build_world
+
+    weights = tmp_path / "tiny.safetensors"
+    save_model(WorldModel(get_config("tiny")), weights)
+    cases = prompt_sets(("free",), 1)
+    world = autoencoder_generator(cases, weights)(cases[0].prompt, 0)
+    truth = build_world(cases[0].spec, seed=0)
+    assert len(world) == len(truth)  # every true part grows as many Gaussians as it had ...
+    assert (world.rgb.mean(0) - truth.rgb.mean(0)).abs().max() < 0.02  # ... in its own mean colour (a fresh decoder)
+    out = tmp_path / "bound"
+    args = ["eval", "--bound", "--weights", str(weights), "--prompts", "free", "--per-set", "1", "--judge", str(tiny_judge)]
+    assert main([*args, "-o", str(out)]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["baseline"] is False and data["generator"].startswith("autoencoder bound")
+    assert main(["eval", "--bound", "--prompts", "free", "-o", str(tmp_path / "none")]) == 2
+    assert "give --weights" in capsys.readouterr().err
