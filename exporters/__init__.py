@@ -11,8 +11,8 @@ and read back into worldgen's +Z-up frame; pass ``up=`` to override (see
 complete new one. Bad input raises `worldgen.errors.FormatError` naming the
 file and the problem.
 
-`read` and `write` are the same on numpy `SplatArrays`, and never import
-torch: the file commands (`worldgen info`, `worldgen convert`) use them.
+`read`, `write` and `convert` are the same on numpy `SplatArrays`, and never
+import torch: the file commands (`worldgen info`, `worldgen convert`) use them.
 """
 
 from __future__ import annotations
@@ -78,6 +78,42 @@ def read(path: str | os.PathLike, *, up: Up | None = None, on_invalid: OnInvalid
     return getattr(module, f"load_{fmt}")(path, up=module.DEFAULT_UP if up is None else up, on_invalid=on_invalid)
 
 
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    in_up: Up | None = None,
+    up: Up | None = None,
+    on_invalid: OnInvalid = "error",
+    max_splats: int | None = None,
+    **options: Any,
+) -> tuple[int, SplatArrays]:
+    """Read `src` and write it as `dst` (formats from the extensions, frames as in `read` / `write`), numpy only.
+
+    The splats are turned once, from `src`'s frame straight into `dst`'s (not
+    at all when the two agree) instead of into the world frame and out again.
+    max_splats: keep only the most visible (opacity x volume). Returns (the
+    number of splats read, the splats written).
+    """
+    import numpy as np
+
+    from exporters.common import most_visible
+    from exporters.frames import check_up, file_from_world, rotate
+
+    format_of(dst)  # an unknown output extension fails before reading anything
+    src_up = default_up(src) if in_up is None else check_up(in_up)
+    dst_up = default_up(dst) if up is None else check_up(up)
+    a = read(src, up="z", on_invalid=on_invalid)  # the file's own values
+    n = len(a)
+    if max_splats is not None:
+        a = most_visible(a, max_splats)
+    turn = file_from_world(dst_up) @ file_from_world(src_up).T
+    if not np.array_equal(turn, np.eye(3)):
+        a = rotate(a, turn)
+    write(a, dst, up="z", **options)
+    return n, a
+
+
 def save(gaussians: Gaussians, path: str | os.PathLike, *, up: Up | None = None, **options: Any) -> None:
     """Write `gaussians` to `path` in the format its extension names, atomically.
 
@@ -100,4 +136,4 @@ def load(path: str | os.PathLike, *, up: Up | None = None, on_invalid: OnInvalid
     return read(path, up=up, on_invalid=on_invalid).to_gaussians()
 
 
-__all__ = ["FORMATS", "default_up", "format_of", "load", "module_of", "options_of", "read", "save", "write"]
+__all__ = ["FORMATS", "convert", "default_up", "format_of", "load", "module_of", "options_of", "read", "save", "write"]

@@ -30,6 +30,8 @@ C0 = 0.28209479177387814
 #: number of SH coefficients beyond the first for each degree (as worldgen.sh.REST_COEFFS)
 REST_COEFFS = {0: 0, 1: 3, 2: 8, 3: 15}
 
+#: rows a writer fills and writes at a time, in one reused buffer: a large file costs no large fresh allocation
+CHUNK = 1 << 16
 #: a quaternion whose norm is within this of 1 is kept exactly as stored
 _UNIT_TOL = 1e-6
 #: how far from 1 a quaternion's norm may be in a set that is written (as worldgen.gaussians.QUAT_NORM_TOL)
@@ -80,8 +82,8 @@ class SplatArrays:
     def replace(self, **fields: np.ndarray) -> SplatArrays:
         return dataclasses.replace(self, **fields)
 
-    def take(self, rows: np.ndarray) -> SplatArrays:
-        """The rows named by integer indices or a boolean mask. rows: [M] or [N] bool"""
+    def take(self, rows: np.ndarray | slice) -> SplatArrays:
+        """The rows named by integer indices, a boolean mask or a slice (a view). rows: [M] or [N] bool"""
         return SplatArrays(**{f: getattr(self, f)[rows] for f in FIELDS})
 
     def with_sh_degree(self, degree: int) -> SplatArrays:
@@ -163,13 +165,13 @@ def make_arrays(
     problems: list[str] = []
     with np.errstate(over="ignore", invalid="ignore"):
         for field, values in fields.items():
-            if np.isfinite(np.sum(values, dtype=np.float64)):  # one cheap pass; a float64 sum cannot overflow here
+            if np.isfinite(values.sum()):  # one cheap pass; an overflowing sum of finite values only costs the row check
                 continue
             rows = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
             if rows.any():
                 problems.append(f"{int(rows.sum())} rows with NaN/Inf {field} (first at row {int(np.argmax(rows))})")
             bad |= rows
-        norms = np.sqrt(np.einsum("ij,ij->i", f64(quats), f64(quats)))
+        norms = np.sqrt(np.einsum("ij,ij->i", quats, quats))  # in the file's precision: enough to tell unit from not
     zero = np.isfinite(norms) & (norms < 1e-12)
     if zero.any():
         problems.append(f"{int(zero.sum())} rows with a zero quaternion (first at row {int(np.argmax(zero))})")
@@ -182,9 +184,9 @@ def make_arrays(
         norms = norms[keep]
     q = fields["quats"]
     off = np.abs(norms - 1.0) > _UNIT_TOL
-    if off.any():  # normalise only what needs it, so unit quaternions come back bit-exact
+    if off.any():  # normalise only what needs it (in float64), so unit quaternions come back bit-exact
         q = q.astype(np.float64, copy=True)
-        q[off] /= norms[off, None]
+        q[off] /= np.linalg.norm(q[off], axis=1, keepdims=True)
     fields["quats"] = q
     out = {f: np.asarray(v, dtype=np.float32) for f, v in fields.items()}
     o = out["opacities"]
@@ -203,8 +205,8 @@ def check_writable(a: SplatArrays) -> SplatArrays:
     if n == 0:
         return a
     with np.errstate(over="ignore", invalid="ignore"):
-        finite = all(np.isfinite(np.sum(getattr(a, f), dtype=np.float64)) for f in FIELDS)
-        quat_error = np.abs(np.sqrt(np.einsum("ij,ij->i", f64(a.quats), f64(a.quats))) - 1)
+        finite = all(np.isfinite(getattr(a, f).sum()) for f in FIELDS)  # an overflowing sum only costs the row search
+        quat_error = np.abs(np.sqrt(np.einsum("ij,ij->i", a.quats, a.quats)) - 1)
         if finite and quat_error.max() <= QUAT_NORM_TOL and a.scales.min() >= 0 and 0 <= a.opacities.min() and a.opacities.max() <= 1:
             return a
         rows = lambda x: x.reshape(n, -1)  # noqa: E731
@@ -222,7 +224,7 @@ def check_writable(a: SplatArrays) -> SplatArrays:
     for mask, message in checks:
         if mask.any():
             raise InvalidGaussiansError(f"{int(mask.sum())} of {n} Gaussians invalid: {message} (first at row {int(np.argmax(mask))})")
-    return a  # a float64 sum overflowed on finite values: a false alarm
+    return a  # a sum overflowed on finite values: a false alarm
 
 
 def visibility_score(a: SplatArrays) -> np.ndarray:

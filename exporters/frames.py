@@ -83,6 +83,15 @@ def _sh_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
+def _sphere_points(m: int) -> np.ndarray:
+    """m directions spread over the unit sphere (a Fibonacci lattice: no random generator to import). [m, 3]"""
+    i = np.arange(m) + 0.5
+    z = 1 - 2 * i / m
+    phi = i * np.pi * (3 - np.sqrt(5))
+    r = np.sqrt(1 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
 def sh_rotation(rotation: np.ndarray, degree: int) -> np.ndarray:
     """The block-diagonal matrix D rotating shN coefficients with the world: sh_out = D @ sh_in. [K, K]
 
@@ -94,8 +103,7 @@ def sh_rotation(rotation: np.ndarray, degree: int) -> np.ndarray:
     d = np.zeros((k, k))
     if k == 0:
         return d
-    dirs = np.random.default_rng(0).normal(size=(64, 3))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dirs = _sphere_points(64)
     before, after = _sh_basis(dirs, degree), _sh_basis(dirs @ rotation, degree)
     start = 0
     for band in range(1, degree + 1):
@@ -129,21 +137,24 @@ def quat_left_matrix(q: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _matrices(rotation: tuple, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = np.array(rotation)
-    return r, quat_left_matrix(rotmat_to_quat(r)), np.kron(sh_rotation(r, degree), np.eye(3))
+    return r, quat_left_matrix(rotmat_to_quat(r)), sh_rotation(r, degree)
 
 
 def rotate(a: SplatArrays, rotation: np.ndarray) -> SplatArrays:
     """The splats turned by a proper rotation: positions, quaternions and SH bands (three GEMMs).
 
     Computed in the arrays' own dtype; `Gaussians.transform` is the slow twin.
+    The SH bands are turned channel by channel, [3N, K] @ [K, K], and come
+    back as a coefficient-major view of channel-major memory (as .ply stores them).
     rotation: [3, 3]
     """
-    r, left, kron = _matrices(tuple(map(tuple, np.asarray(rotation, dtype=np.float64))), a.sh_degree)
+    r, left, d = _matrices(tuple(map(tuple, np.asarray(rotation, dtype=np.float64))), a.sh_degree)
     dt = a.means.dtype
     n, k = len(a), a.shN.shape[1]
     shn = a.shN
     if k:
-        shn = (a.shN.reshape(n, 3 * k) @ kron.T.astype(dt)).reshape(n, k, 3)
+        channels = np.ascontiguousarray(a.shN.transpose(0, 2, 1)).reshape(3 * n, k)  # free when shN is already such a view
+        shn = (channels @ d.T.astype(dt)).reshape(n, 3, k).transpose(0, 2, 1)
     return a.replace(means=a.means @ r.T.astype(dt), quats=a.quats @ left.T.astype(dt), shN=shn)
 
 

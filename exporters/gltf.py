@@ -246,10 +246,10 @@ class _Doc:
         end_of_view = self.field(view, "byteOffset", int, "bufferView", 0) + length
         element = dtype.itemsize * width
         need = start + (n - 1) * stride + element if n else start
-        if min(start, length, stride) < 0 or stride < element or end_of_view > len(self.binary) or need > end_of_view:
-            raise self.fail(f"{at}: {n} elements of {element} bytes (stride {stride}) at byte {start} do not fit the file's binary chunk")
         if start % dtype.itemsize or stride % dtype.itemsize:
             raise self.fail(f"{at} is not aligned to its component size")
+        if min(start, length, stride) < 0 or stride < element or end_of_view > len(self.binary) or need > end_of_view:
+            raise self.fail(f"{at}: {n} elements of {element} bytes (stride {stride}) at byte {start} do not fit the file's binary chunk")
         raw = np.ndarray((n, width), dtype=dtype, buffer=self.binary, offset=start, strides=(stride, dtype.itemsize))
         if component == FLOAT:
             return raw
@@ -390,7 +390,10 @@ def _read_primitive(d: _Doc, prim: dict, world: np.ndarray, where: str) -> dict[
     coeffs = [sh_attribute(l, m) for l in range(1, degree + 1) for m in range(2 * l + 1)]
     if any(c not in attrs for c in coeffs) or sh_attribute(degree + 1, 0) in attrs and degree == MAX_SH_DEGREE:
         raise d.fail(f"{where}: partial or unsupported spherical-harmonics attributes (degrees 1-3, every coefficient)")
-    shn = np.stack([get(c, 3) for c in coeffs], axis=1) if coeffs else np.zeros((n, 0, 3))
+    channels = np.empty((n, 3, len(coeffs)), dtype=np.float32)  # channel-major memory, as exporters.frames.rotate works in
+    for j, c in enumerate(coeffs):
+        channels[:, :, j] = get(c, 3)
+    shn = channels.transpose(0, 2, 1)
     fields = {"means": means, "quats": quats, "scales": np.abs(scales), "opacities": opacities, "sh0": sh0[:, None], "shN": shn}
     return _transformed(d, fields, world, where)
 
@@ -440,11 +443,13 @@ def decode_gltf(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_i
     if not prims:
         raise d.fail("the .glb holds no KHR_gaussian_splatting primitive (a mesh? worldgen reads splats from .glb)")
     parts = [_read_primitive(d, prim, world, where) for prim, world, where in prims]
-    k = max(p["shN"].shape[1] for p in parts)
-    for p in parts:
-        p["shN"] = np.concatenate([p["shN"], np.zeros((len(p["shN"]), k - p["shN"].shape[1], 3))], axis=1)
+    if len(parts) > 1:  # several primitives: one set, SH padded to the highest degree
+        k = max(p["shN"].shape[1] for p in parts)
+        for p in parts:
+            p["shN"] = np.concatenate([p["shN"], np.zeros((len(p["shN"]), k - p["shN"].shape[1], 3), np.float32)], axis=1)
+        parts = [{f: np.concatenate([p[f] for p in parts]) for f in parts[0]}]
     with np.errstate(over="ignore", invalid="ignore"):
-        a = make_arrays(name, **{f: np.concatenate([p[f] for p in parts]) for f in parts[0]}, on_invalid=on_invalid)
+        a = make_arrays(name, **parts[0], on_invalid=on_invalid)
     return to_world(a, up, name)
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from exporters.common import (
+    CHUNK,
     REST_COEFFS,
     OnInvalid,
     SplatArrays,
@@ -78,11 +79,12 @@ def property_names(sh_degree: int, *, normals: bool = False) -> list[str]:
     return names + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
 
 
-def _body(a: SplatArrays, *, normals: bool) -> np.ndarray:
-    """The vertex rows as one float32 matrix, filled column block by column block. [N, P]"""
+def _body(a: SplatArrays, *, normals: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """The vertex rows as one float32 matrix, filled column block by column block (into `out` if given). [N, P]"""
     n, k = len(a), a.shN.shape[1]
     c = 6 if normals else 3
-    body = np.empty((n, c + 3 + 3 * k + 1 + 3 + 4), dtype=np.float32)
+    width = c + 3 + 3 * k + 1 + 3 + 4
+    body = np.empty((n, width), dtype=np.float32) if out is None else out[:n]
     body[:, 0:3] = a.means
     if normals:
         body[:, 3:6] = 0.0
@@ -111,12 +113,17 @@ def encode_ply(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP, normals: bool
 
 
 def save_ply(a: SplatArrays, path: str | os.PathLike, *, up: Up = DEFAULT_UP, normals: bool = False) -> None:
-    """Write `a` as a 3DGS .ply, atomically. `normals=True` adds zero nx, ny, nz as the original 3DGS code does."""
+    """Write `a` as a 3DGS .ply, atomically. `normals=True` adds zero nx, ny, nz as the original 3DGS code does.
+
+    The rows are filled and written CHUNK at a time in one buffer.
+    """
     a = to_file_frame(check_writable(a), up)
-    body = _body(a, normals=normals)
+    names = property_names(a.sh_degree, normals=normals)
+    buf = np.empty((min(len(a), CHUNK), len(names)), dtype=np.float32)
     with atomic_open(path) as f:
-        f.write(_header(len(a), property_names(a.sh_degree, normals=normals)))
-        write_array(f, body)
+        f.write(_header(len(a), names))
+        for start in range(0, len(a), CHUNK):
+            write_array(f, _body(a.take(slice(start, start + CHUNK)), normals=normals, out=buf))
 
 
 def _encode_ply_reference(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP, normals: bool = False) -> bytes:
@@ -245,11 +252,12 @@ def _sh_rest_columns(props: list[str], name: str) -> list[int]:
 
 
 def _rest_to_shn(rest: np.ndarray, k: int) -> np.ndarray:
-    """Channel-major f_rest columns [N, 3K] -> shN [N, K, 3] (float32, one pass)."""
-    out = np.empty((rest.shape[0], k, 3), dtype=np.float32)
-    for ch in range(3):
-        out[:, :, ch] = rest[:, ch * k : (ch + 1) * k]
-    return out
+    """Channel-major f_rest columns [N, 3K] -> shN [N, K, 3]: one contiguous copy, seen coefficient-major.
+
+    The result is a transposed view of channel-major memory, the layout
+    `exporters.frames.rotate` and the .ply writer work in.
+    """
+    return np.ascontiguousarray(rest, dtype=np.float32).reshape(rest.shape[0], 3, k).transpose(0, 2, 1)
 
 
 def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:

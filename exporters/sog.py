@@ -83,8 +83,8 @@ def grid(n: int) -> tuple[int, int]:
 
 
 def palette_size(n: int) -> int:
-    """The SH palette size for n splats: about one entry per 16 splats, a power of two in 256..65536 (n if smaller)."""
-    return min(n, max(256, min(MAX_PALETTE, 2 ** math.ceil(math.log2(max(n, 1) / 16)))))
+    """The SH palette size for n splats: about one entry per 64 splats, a power of two in 256..65536 (n if smaller)."""
+    return min(n, max(256, min(MAX_PALETTE, 2 ** round(math.log2(max(n, 1) / 64)))))
 
 
 # -- quantisers ------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, *, iterations: int = 8, sample: int = 64) -> np.ndarray:
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, *, iterations: int, sample: int) -> np.ndarray:
     """k centroids of the rows of x (Lloyd's iterations on at most `sample` points per centroid). [N, D] -> [k, D]"""
     if len(x) <= k:
         return np.concatenate([x, np.repeat(x[:1], k - len(x), axis=0)]) if len(x) else np.zeros((k, x.shape[1]), x.dtype)
@@ -145,7 +145,7 @@ def sh_palette(shn: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, n
     rng = np.random.default_rng(seed)
     k1 = 2 ** math.ceil(math.log2(k) / 2)
     k2 = k // k1
-    top = _kmeans(shn, k1, rng)
+    top = _kmeans(shn, k1, rng, iterations=8, sample=64)
     group = _nearest(shn, top)
     palette = np.repeat(top, k2, axis=0)  # a group with fewer members than k2 keeps its centroid in the spare slots
     labels = np.empty(n, dtype=np.int64)
@@ -155,7 +155,7 @@ def sh_palette(shn: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, n
         rows = order[bounds[g] : bounds[g + 1]]
         if len(rows) == 0:
             continue
-        sub = _kmeans(shn[rows], k2, rng)
+        sub = _kmeans(shn[rows], k2, rng, iterations=6, sample=16)
         palette[g * k2 : (g + 1) * k2] = sub
         labels[rows] = g * k2 + _nearest(shn[rows], sub)
     return palette, labels
@@ -187,13 +187,13 @@ def _log_transform(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _texture(columns: list[np.ndarray], alpha: np.ndarray | int, width: int, height: int) -> np.ndarray:
-    """An RGBA image of one texel per splat (rows beyond the last splat zero). [H, W, 4] u8"""
+def _texture(columns: list[np.ndarray], alpha: np.ndarray | int, order: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An RGBA image whose texel i holds splat order[i] (texels past the last splat zero). [H, W, 4] u8"""
     img = np.zeros((height * width, 4), dtype=np.uint8)
-    n = len(columns[0])
+    n = len(order)
     for c, col in enumerate(columns):
-        img[:n, c] = col
-    img[:n, 3] = alpha
+        img[:n, c] = col[order]
+    img[:n, 3] = alpha[order] if isinstance(alpha, np.ndarray) else alpha
     return img.reshape(height, width, 4)
 
 
@@ -206,18 +206,20 @@ def _webp(img: np.ndarray) -> bytes:
 
 
 def _images(a: SplatArrays, palette: int | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(meta.json, name -> RGBA image) of splats already in the file frame and in texel order."""
+    """(meta.json, name -> RGBA image) of splats already in the file frame, laid out in Morton order."""
     import worldgen
 
     n = len(a)
     width, height = grid(n)
+    order = morton_order(a.means)
+    tex = lambda columns, alpha=255: _texture(columns, alpha, order, width, height)  # noqa: E731
     logpos = _log_transform(f64(a.means))
     mins, maxs = logpos.min(axis=0), logpos.max(axis=0)
     span = np.where(maxs > mins, maxs - mins, 1.0)
     q16 = np.round((logpos - mins) / span * 65535).astype(np.uint16)
     images = {
-        "means_l.webp": _texture([q16[:, i] & 0xFF for i in range(3)], 255, width, height),
-        "means_u.webp": _texture([q16[:, i] >> 8 for i in range(3)], 255, width, height),
+        "means_l.webp": tex([q16[:, i] & 0xFF for i in range(3)]),
+        "means_u.webp": tex([q16[:, i] >> 8 for i in range(3)]),
     }
 
     q = f64(a.quats)
@@ -227,17 +229,17 @@ def _images(a: SplatArrays, palette: int | None) -> tuple[dict[str, Any], dict[s
     sign = np.where(q[rows, largest] < 0, -1.0, 1.0)
     others = q[rows[:, None], _OTHERS[largest]] * (sign * _SQRT2)[:, None]
     packed = np.clip(np.round(255 * (others * 0.5 + 0.5)), 0, 255).astype(np.uint8)
-    images["quats.webp"] = _texture([packed[:, i] for i in range(3)], (252 + largest).astype(np.uint8), width, height)
+    images["quats.webp"] = tex([packed[:, i] for i in range(3)], (252 + largest).astype(np.uint8))
 
     with np.errstate(divide="ignore"):
         log_scales = np.maximum(np.log(f64(a.scales)), -30.0)  # a zero scale: exp(-30) ~ 1e-13 m, flat
     scale_book = codebook(log_scales)
-    images["scales.webp"] = _texture([nearest_code(log_scales[:, i], scale_book) for i in range(3)], 255, width, height)
+    images["scales.webp"] = tex([nearest_code(log_scales[:, i], scale_book) for i in range(3)])
 
     sh0 = f64(a.sh0[:, 0])
     sh0_book = codebook(sh0)
     opacity = np.clip(np.round(f64(a.opacities) * 255), 0, 255).astype(np.uint8)
-    images["sh0.webp"] = _texture([nearest_code(sh0[:, i], sh0_book) for i in range(3)], opacity, width, height)
+    images["sh0.webp"] = tex([nearest_code(sh0[:, i], sh0_book) for i in range(3)], opacity)
 
     meta: dict[str, Any] = {
         "version": 2,
@@ -253,7 +255,7 @@ def _images(a: SplatArrays, palette: int | None) -> tuple[dict[str, Any], dict[s
         size = palette or palette_size(n)
         if not 1 <= size <= MAX_PALETTE:
             raise FormatError(f"a .sog SH palette holds 1 to {MAX_PALETTE} entries, not {size}")
-        rest = np.ascontiguousarray(a.shN.transpose(0, 2, 1), dtype=np.float32).reshape(n, 3 * k)  # channel-major
+        rest = np.ascontiguousarray(a.shN.transpose(0, 2, 1), dtype=np.float32).reshape(n, 3 * k)  # channel-major (often free)
         centroids, labels = sh_palette(rest, size)
         sh_book = codebook(centroids)
         codes = nearest_code(centroids, sh_book).reshape(len(centroids), 3, k)  # [P, rgb, K]
@@ -261,7 +263,7 @@ def _images(a: SplatArrays, palette: int | None) -> tuple[dict[str, Any], dict[s
         cen = np.zeros((rows_needed * 64, k, 4), dtype=np.uint8)
         cen[: len(centroids), :, :3] = codes.transpose(0, 2, 1)
         cen[: len(centroids), :, 3] = 255
-        images["shN_labels.webp"] = _texture([labels & 0xFF, labels >> 8], 255, width, height)
+        images["shN_labels.webp"] = tex([labels & 0xFF, labels >> 8])
         images["shN_centroids.webp"] = cen.reshape(rows_needed, 64 * k, 4)
         meta["shN"] = {"count": len(centroids), "bands": a.sh_degree, "codebook": sh_book.tolist(),
                        "files": ["shN_centroids.webp", "shN_labels.webp"]}  # fmt: skip
@@ -276,7 +278,6 @@ def encode_sog(a: SplatArrays | Gaussians, *, up: Up = DEFAULT_UP, palette: int 
     a = to_file_frame(check_writable(as_arrays(a)), up)
     if len(a) == 0:
         raise FormatError("a .sog file cannot hold zero splats (its images would have no pixels)")
-    a = a.take(morton_order(a.means))
     meta, images = _images(a, palette)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
@@ -422,7 +423,7 @@ def decode_sog(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_in
 
 
 def _read_shn(z: _Archive, meta: dict, n: int, texels: dict[str, int], name: str) -> np.ndarray:
-    """The higher SH bands of a .sog: labels -> palette -> codebook. [N, K, 3]"""
+    """The higher SH bands of a .sog: labels -> palette -> codebook. [N, K, 3], a view of channel-major memory"""
     info = meta.get("shN")
     if info is None:
         return np.zeros((n, 0, 3))
@@ -433,16 +434,15 @@ def _read_shn(z: _Archive, meta: dict, n: int, texels: dict[str, int], name: str
     files = info.get("files")
     if not isinstance(files, list) or len(files) != 2 or not all(isinstance(f, str) for f in files):
         raise _fail(name, "meta.json shN.files is not the two image names")
-    book = _numbers(meta, "shN.codebook", name)
+    book = _numbers(meta, "shN.codebook", name).astype(np.float32)
     rows = math.ceil(count / 64)
     centroids = z.image(files[0], min_texels=64 * k * rows, max_texels=64 * k * (rows + 1), width=64 * k)
     labels_tex = z.image(files[1], **texels)[:n].astype(np.int64)
     labels = labels_tex[:, 0] + 256 * labels_tex[:, 1]
     palette = _codes(book, centroids[: count * k, :3], name, "shN centroids").reshape(count, k, 3)
-    out = np.zeros((n, k, 3))
-    inside = labels < count  # as splat-transform: a label past the palette has no higher SH
-    out[inside] = palette[labels[inside]]
-    return out
+    # channel-major rows, and one zero row for labels past the palette (as splat-transform: no higher SH)
+    palette = np.concatenate([palette.transpose(0, 2, 1), np.zeros((1, 3, k), np.float32)])
+    return np.take(palette, np.minimum(labels, count), axis=0).transpose(0, 2, 1)  # [N, K, 3] view of [N, 3, K]
 
 
 def load_sog(path: str | os.PathLike, *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:

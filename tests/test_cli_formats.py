@@ -159,3 +159,18 @@ def test_subprocess_has_no_traceback(tmp_path):
     (tmp_path / "x.splat").write_bytes(b"\1" * 7)
     r = subprocess.run([sys.executable, "-m", "worldgen", "info", str(tmp_path / "x.splat")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "x.splat" in r.stderr
+
+
+def test_info_quantiles_are_numpys():
+    import numpy as np
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from worldgen.commands.formats import quantiles
+
+    @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
+    def check(values):
+        qs = [0.0, 0.25, 0.5, 0.99, 1.0]
+        np.testing.assert_allclose(quantiles(np.array(values), qs), np.quantile(values, qs), rtol=1e-12, atol=1e-9)
+
+    check()

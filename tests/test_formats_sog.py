@@ -139,7 +139,7 @@ def test_sh_palette_is_exact_for_few_distinct_vectors_and_nearest_within_its_gro
 
 
 def test_palette_sizes():
-    assert [palette_size(n) for n in (10, 300, 5000, 100_000, 10**6, 10**7)] == [10, 256, 512, 8192, 65536, 65536]
+    assert [palette_size(n) for n in (10, 300, 5000, 100_000, 10**6, 10**7)] == [10, 256, 256, 2048, 16384, 65536]
     g = random_gaussians(600, sh_degree=1)
     meta = json.loads(zipfile.ZipFile(io.BytesIO(encode_sog(g, palette=64))).read("meta.json"))
     assert meta["shN"]["count"] == 64

@@ -52,11 +52,11 @@ def info(
         table.add_row("bounds max (x, y, z) m", fmt3(hi))
         table.add_row("extent m", fmt3(hi - lo))
         op = a.opacities.astype(np.float64)
-        q = np.quantile(op, [0.0, 0.5, 1.0])
+        q = quantiles(op, [0.0, 0.5, 1.0])
         table.add_row("opacity min / median / max", f"{q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}")
         table.add_row("opacity mean", f"{op.mean():.3f}")
         table.add_row("opacity < 1/255", f"{int((op < 1 / 255).sum()):,}")
-        qs = np.quantile(a.scales.max(axis=1).astype(np.float64), [0.0, 0.5, 0.99, 1.0])
+        qs = quantiles(a.scales.max(axis=1).astype(np.float64), [0.0, 0.5, 0.99, 1.0])
         table.add_row("largest scale min / median / p99 / max m", " / ".join(f"{v:.3g}" for v in qs))
     Console().print(table)
 
@@ -73,8 +73,8 @@ def convert(
     """Convert between .ply, .splat, .spz, .glb and .sog; optionally keep the N most visible splats."""
     import warnings
 
-    from exporters import format_of, module_of, read, write
-    from exporters.common import most_visible
+    from exporters import convert as convert_files
+    from exporters import format_of, module_of
     from exporters.frames import check_up
     from worldgen.errors import UsageError
 
@@ -90,14 +90,32 @@ def convert(
         options["version"] = spz_version
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = read(src, up=None if in_up is None else check_up(in_up), on_invalid="drop" if drop_invalid else "error")
-        n_in = len(a)
-        if max_splats is not None:
-            a = most_visible(a, max_splats)
-        write(a, dst, up=None if up is None else check_up(up), **options)
+        n_in, a = convert_files(
+            src,
+            dst,
+            in_up=None if in_up is None else check_up(in_up),
+            up=None if up is None else check_up(up),
+            on_invalid="drop" if drop_invalid else "error",
+            max_splats=max_splats,
+            **options,
+        )
     _notes(caught)
     degree = min(a.sh_degree, module_of(dst).MAX_SH_DEGREE)
     typer.echo(f"{src} -> {dst}: {len(a):,} of {n_in:,} splats, SH degree {degree}")
+
+
+def quantiles(x, qs: list[float]) -> list[float]:
+    """np.quantile's default (linear) quantiles of a 1-D array, without importing numpy.ma as np.quantile does."""
+    import numpy as np
+
+    s = np.sort(x)
+    out = []
+    for q in qs:
+        pos = q * (len(s) - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, len(s) - 1)
+        out.append(float(s[lo] + (pos - lo) * (s[hi] - s[lo])))
+    return out
 
 
 def _notes(caught: list) -> None:
