@@ -144,8 +144,8 @@ def main() -> None:
                     flush=True,
                 )
             info = best([*worldgen, "info", str(d / "in.ply")], args.repeats, args.timeout)
-            st_info = best([*st, str(d / "in.ply"), "null", "--info"], args.repeats, args.timeout) if st else None
-            print(f"| {n:,} | `info` of the .ply | {fmt(info, args.timeout)} | {fmt(st_info, args.timeout)} (`null --info`) | | | | |", flush=True)
+            st_info = best([*st, str(d / "in.ply"), "null", "--stats"], args.repeats, args.timeout) if st else None
+            print(f"| {n:,} | `info` of the .ply | {fmt(info, args.timeout)} | {fmt(st_info, args.timeout)} (`null --stats`) | | | | |", flush=True)
     help_ = best([*worldgen, "--help"], args.repeats, args.timeout)
     print(f"\n`worldgen --help` (start-up alone): {fmt(help_, args.timeout)}")
 

@@ -252,12 +252,13 @@ def _sh_rest_columns(props: list[str], name: str) -> list[int]:
 
 
 def _rest_to_shn(rest: np.ndarray, k: int) -> np.ndarray:
-    """Channel-major f_rest columns [N, 3K] -> shN [N, K, 3]: one contiguous copy, seen coefficient-major.
+    """Channel-major f_rest columns [N, 3K] -> shN [N, K, 3], seen coefficient-major without a copy where it can be.
 
-    The result is a transposed view of channel-major memory, the layout
-    `exporters.frames.rotate` and the .ply writer work in.
+    The result is a transposed view of channel-major memory (the file's own
+    bytes for float32 files), the layout `exporters.frames.rotate` and the
+    .ply writer work in.
     """
-    return np.ascontiguousarray(rest, dtype=np.float32).reshape(rest.shape[0], 3, k).transpose(0, 2, 1)
+    return np.asarray(rest, dtype=np.float32).reshape(rest.shape[0], 3, k).transpose(0, 2, 1)
 
 
 def decode_ply(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_invalid: OnInvalid = "error") -> SplatArrays:

@@ -66,9 +66,7 @@ def visibility_order(a: SplatArrays) -> np.ndarray:
 
 def _records(a: SplatArrays) -> np.ndarray:
     """The .splat records of `a`, sorted. [N] of RECORD"""
-    rec = np.empty(len(a), dtype=RECORD)
-    order = visibility_order(a)
-    a = a.take(order)
+    rec = np.empty(len(a), dtype=RECORD)  # filled in the splats' order, then sorted as whole 32-byte records
     rec["position"] = a.means
     rec["scale"] = a.scales
     rgba = np.empty((len(a), 4))
@@ -79,7 +77,7 @@ def _records(a: SplatArrays) -> np.ndarray:
     q = q / np.linalg.norm(q, axis=1, keepdims=True) * 128 + 128
     rec["rgba"] = np.clip(rgba, 0, 255).astype(np.uint8)  # truncated, like the reference's astype(uint8)
     rec["rot"] = np.clip(q, 0, 255).astype(np.uint8)
-    return rec
+    return rec[visibility_order(a)]
 
 
 def _prepare(a: SplatArrays, up: Up) -> SplatArrays:
