@@ -30,7 +30,7 @@ def _root() -> None:
 
 
 #: modules under worldgen.commands, each with a `register(app)` function
-COMMAND_MODULES: list[str] = ["view", "render", "formats", "procedural", "eval", "model"]
+COMMAND_MODULES: list[str] = ["view", "render", "formats", "procedural", "eval", "model", "mesh"]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"worldgen.commands.{_name}").register(app)
