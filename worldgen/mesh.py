@@ -44,23 +44,29 @@ KINDS: tuple[MeshKind, ...] = ("collider", "preview")
 
 #: the transmittance from below at which the ground's surface is placed (median depth)
 GROUND_TRANSMITTANCE = 0.5
-#: ground regions smaller than this (m^2) are dropped: specks under far-out sky splats, stray clumps
+#: ground regions smaller than this (m^2), or than this share of the largest, are dropped: specks under
+#: far-out sky splats, the sun's disc seen from below (80 m^2 against the footprint's 6400 m^2)
 MIN_GROUND_AREA = 25.0
+MIN_GROUND_SHARE = 0.05
 #: splats larger than this (largest standard deviation, m) are never solid: sky dome 5 m, clouds 3.5-10 m, fog 2-7 m
 MAX_SOLID_SCALE = 1.0
 #: splats fainter than this are never solid: fog is 0.04-0.09
 MIN_SOLID_OPACITY = 0.1
 #: a splat is part of a solid only if its centre is this far above the ground (grass blades stand 0.1-0.3 m)
 CLEARANCE = 0.3
+#: the blur (standard deviation, in voxels) that closes the gaps between a surface's splats
+SOLID_BLUR = 0.5
 #: blurred opaque area per voxel face at which a voxel is solid; measured on procedural worlds:
-#: walls, trunks and canopies 0.2-0.6 (10th percentile to median), rain and snow under 0.1
-SOLID_COVERAGE = 0.15
+#: walls, trunks and canopies reach 0.5-1.4 (median to 90th percentile, unblurred), rain and snow stay under 0.1
+SOLID_COVERAGE = 0.3
 #: solids smaller than this (m^3) are dropped: a stray clump of snowflakes, a lone floater
 MIN_SOLID_VOLUME = 0.1
 #: how deep a solid that stands on the ground is rooted into it, m
 ROOT_DEPTH = 0.3
 #: side of the coarse cells that split the solids into separate pieces, m
 CLUSTER_CELL = 1.0
+#: opaque area per volume (m^2 / m^3) of a coarse cell that holds part of a solid: canopies 0.7-1, walls 3, rain 0.0002
+PIECE_DENSITY = 0.15
 #: the share of the triangle budget that the solids may take (the ground takes the rest)
 SOLID_SHARE = 0.7
 #: solids keep at most this share of their marching-cubes triangles (most lie in flat staircases)
@@ -151,7 +157,7 @@ def ground(s: SplatGeometry, *, cell: float = 0.15) -> HeightField:
 
 
 def _footprints_from_below(s: SplatGeometry, *, cell: float):
-    """Each splat's opacity and depth at the 3 x 3 grid nodes around its centre, seen along +Z.
+    """Each splat's opacity and depth at the grid nodes around its centre, seen along +Z.
 
     Returns (node [P] flat node index, alpha [P], depth [P] z where the ray
     meets the splat, (I, J) grid shape, origin [2]).
@@ -160,9 +166,9 @@ def _footprints_from_below(s: SplatGeometry, *, cell: float):
     if len(s) == 0:
         raise InvalidGaussiansError("no splat is small enough to make a ground of (all are over 1.5 m)")
     xy = s.means[:, :2]
-    origin = xy.min(0) - cell
+    origin = xy.min(0) - 2 * cell
     ij0 = np.round((xy - origin) / cell).astype(np.int64)
-    shape = tuple(ij0.max(0) + 2)
+    shape = tuple(ij0.max(0) + 3)
     # the footprint on the ground plane, widened by a node's own (a low-pass filter) with its mass kept
     cxx, cxy, cyy = s.covs[:, 0, 0], s.covs[:, 0, 1], s.covs[:, 1, 1]
     det0 = np.clip(cxx * cyy - cxy**2, 0, None)
@@ -172,9 +178,15 @@ def _footprints_from_below(s: SplatGeometry, *, cell: float):
     peak = s.opacities * np.sqrt(det0 / det)
     # depth along the ray: the conditional mean of z given (x, y)
     slope = np.stack([s.covs[:, 2, 0] * inv[:, 0] + s.covs[:, 2, 1] * inv[:, 1], s.covs[:, 2, 0] * inv[:, 1] + s.covs[:, 2, 1] * inv[:, 2]], 1)
-    offsets = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
-    ij = (ij0[:, None, :] + offsets[None]).reshape(-1, 2)  # [9n, 2]
-    src = np.repeat(np.arange(len(s)), len(offsets))
+    # the nodes within about 1.5 standard deviations: 3 x 3 for a small splat, 5 x 5 for one over a cell across
+    reach = np.where(np.sqrt(np.maximum(cxx, cyy)) > cell, 2, 1)
+    src, ij = [], []
+    for r in (1, 2):
+        mine = np.flatnonzero(reach == r)
+        offsets = np.stack(np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij"), -1).reshape(-1, 2)
+        src.append(np.repeat(mine, len(offsets)))
+        ij.append((ij0[mine, None, :] + offsets[None]).reshape(-1, 2))
+    src, ij = np.concatenate(src), np.concatenate(ij)  # [P], [P, 2]
     d = ij * cell + origin - xy[src]
     m = inv[src, 0] * d[:, 0] ** 2 + 2 * inv[src, 1] * d[:, 0] * d[:, 1] + inv[src, 2] * d[:, 1] ** 2
     alpha = peak[src] * np.exp(-0.5 * m)
@@ -216,7 +228,7 @@ def _median_depth_reference(node: np.ndarray, alpha: np.ndarray, depth: np.ndarr
 
 
 def _keep_large_regions(z: np.ndarray, *, cell: float) -> np.ndarray:
-    """Drop ground regions under `MIN_GROUND_AREA` and fill the holes inside the rest from their nearest nodes. [I, J]"""
+    """Drop ground regions under `MIN_GROUND_AREA` or `MIN_GROUND_SHARE` of the largest, and fill the holes inside the rest from their nearest nodes. [I, J]"""
     from scipy import ndimage
 
     labels, count = ndimage.label(np.isfinite(z))
@@ -224,7 +236,7 @@ def _keep_large_regions(z: np.ndarray, *, cell: float) -> np.ndarray:
         return z
     area = np.bincount(labels.ravel(), minlength=count + 1) * cell**2
     area[0] = 0
-    big = area >= min(MIN_GROUND_AREA, area.max())
+    big = area >= max(min(MIN_GROUND_AREA, area.max()), MIN_GROUND_SHARE * area.max())
     region = ndimage.binary_fill_holes(big[labels])
     have = big[labels]
     nearest = ndimage.distance_transform_edt(~have, return_distances=False, return_indices=True)
@@ -281,7 +293,7 @@ def _pieces(s: SplatGeometry) -> list[np.ndarray]:
     shape = tuple(cells.max(0) + 1)
     flat = np.ravel_multi_index(cells.T, shape)
     area = np.bincount(flat, weights=_opaque_area(s), minlength=int(np.prod(shape))).reshape(shape)
-    dense = area / CLUSTER_CELL**2 >= SOLID_COVERAGE * CLUSTER_CELL  # an area density of 0.15 m^2 per m^3
+    dense = area / CLUSTER_CELL**3 >= PIECE_DENSITY
     labels, count = ndimage.label(ndimage.binary_dilation(dense, np.ones((3, 3, 3), bool)), np.ones((3, 3, 3), bool))
     label_of = labels.ravel()[flat]
     order = np.argsort(label_of, kind="stable")
@@ -307,7 +319,7 @@ def _solid_piece(s: SplatGeometry, land: HeightField, *, voxel: float) -> VoxelG
     low[2] = min(low[2], floor)
     shape = tuple(np.ceil((high - low) / voxel).astype(np.int64) + 1)
     coverage = _deposit(s.means, _opaque_area(s), low, voxel, shape) / voxel**2
-    solid = ndimage.gaussian_filter(coverage, 1.0, mode="constant") >= SOLID_COVERAGE
+    solid = ndimage.gaussian_filter(coverage, SOLID_BLUR, mode="constant") >= SOLID_COVERAGE
     solid, below = _root(VoxelGrid(low, voxel, solid), land)
     solid |= ndimage.binary_fill_holes(solid | below) & ~below  # the inside of a house: walled, roofed and floored by the ground
     labels, count = ndimage.label(solid)
@@ -353,7 +365,7 @@ def _solid_triangles(grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
     from skimage import measure
 
     padded = np.pad(grid.solid, 1).astype(np.float32)
-    vertices, faces, _, _ = measure.marching_cubes(padded, 0.5, spacing=(grid.voxel,) * 3, allow_degenerate=False)
+    vertices, faces, _, _ = measure.marching_cubes(padded, 0.5, spacing=(grid.voxel,) * 3, method="lorensen")
     return vertices + grid.origin - grid.voxel, faces[:, ::-1].astype(np.int64)  # wound to face out of the solid
 
 
