@@ -328,7 +328,7 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
             self.entries = {i.filename: i for i in self.zip.infolist()}
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as e:
             raise _fail(name, f"not a .sog file: not a readable zip archive ({e})") from None
 
     def read(self, entry: str, limit: int) -> bytes:
@@ -373,8 +373,9 @@ def decode_sog(data: bytes, name: str = "<bytes>", *, up: Up = DEFAULT_UP, on_in
     if not data:
         raise FormatError(f"{name}: the file is empty")
     z = _Archive(data, name)
+    text = z.read("meta.json", _MAX_META)  # its own FormatError, not one about JSON
     try:
-        meta = json.loads(z.read("meta.json", _MAX_META).decode("utf-8"))
+        meta = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _fail(name, f"the .sog's meta.json is not valid JSON ({str(e)[:80]})") from None
     if not isinstance(meta, dict):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from exporters import load, save
@@ -86,6 +88,8 @@ def test_convert_with_up_overrides(world, tmp_path):
         (["convert", "{tmp}/world.ply", "{tmp}/out.spz", "--spz-version", "2"], "--spz-version must be 3 or 4"),
         (["convert", "{tmp}/bad.glb", "{tmp}/out.ply"], "bad.glb: not a .glb file (no 'glTF' magic) (a .gltf JSON file?"),
         (["convert", "{tmp}/bad.sog", "{tmp}/out.ply"], "bad.sog: not a .sog file: not a readable zip archive"),
+        (["convert", "{tmp}/zip64.sog", "{tmp}/out.ply"], "zip64.sog: not a .sog file: not a readable zip archive (zip file version 6.4)"),
+        (["convert", "{tmp}/shrunk.sog", "{tmp}/out.ply"], "shrunk.sog: the .sog entry 'meta.json' cannot be read (That compression method is not supported)"),
         (["convert", "{tmp}/bad4.spz", "{tmp}/out.ply"], "bad4.spz: truncated .spz"),
         (["info", "{tmp}/mesh.glb"], "mesh.glb: the .glb holds no KHR_gaussian_splatting primitive"),
     ],
@@ -98,6 +102,8 @@ def test_bad_input_is_one_line_and_exit_code_2(world, tmp_path, capsys, args, me
     (tmp_path / "bad.glb").write_bytes(b'{"asset": {"version": "2.0"}}')
     (tmp_path / "bad.sog").write_bytes(b"PK\x03\x04" + b"\0" * 60)
     (tmp_path / "bad4.spz").write_bytes(b"NGSP\x04\0\0\0" + b"\0" * 10)
+    (tmp_path / "zip64.sog").write_bytes(patched_zip(world, version=64))
+    (tmp_path / "shrunk.sog").write_bytes(patched_zip(world, method=1))
     (tmp_path / "mesh.glb").write_bytes(mesh_glb())
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
@@ -112,6 +118,34 @@ def test_convert_keeps_an_existing_output_when_the_input_is_bad(world, tmp_path)
     (tmp_path / "bad.ply").write_bytes(world.read_bytes()[:-100])
     assert main(["convert", str(tmp_path / "bad.ply"), str(out)]) == 2
     assert out.read_bytes() == before
+
+
+def patched_zip(world, *, version: int | None = None, method: int | None = None) -> bytes:
+    """The world as a .sog whose central directory asks for a newer zip version or an unsupported compression method."""
+    from exporters.sog import encode_sog
+
+    data = bytearray(encode_sog(load(world)))
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        if version is not None:
+            data[at + 6 : at + 8] = version.to_bytes(2, "little")
+        if method is not None:
+            data[at + 10 : at + 12] = method.to_bytes(2, "little")
+        at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
+
+
+def test_numpy_arithmetic_warnings_are_not_printed_as_notes(world, tmp_path, capsys):
+    data = world.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    names = [line.split()[-1] for line in data[:end].decode().splitlines() if line.startswith("property")]
+    rows = np.frombuffer(data[end:], dtype="<f4").reshape(300, len(names)).copy()
+    rows[:, names.index("scale_0")] = -200.0  # exp underflows to 0; .spz clamps log(0) to its smallest code
+    tiny = tmp_path / "tiny.ply"
+    tiny.write_bytes(data[:end] + rows.tobytes())
+    assert main(["convert", str(tiny), str(tmp_path / "out.spz")]) == 0
+    assert capsys.readouterr().err == ""
+    assert load(tmp_path / "out.spz").scales[:, 0].max() == pytest.approx(math.exp(-10), rel=1e-6)
 
 
 def mesh_glb() -> bytes:

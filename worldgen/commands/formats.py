@@ -119,5 +119,7 @@ def quantiles(x, qs: list[float]) -> list[float]:
 
 
 def _notes(caught: list) -> None:
+    """One line per warning about the data (SH bands a format cannot hold); numpy's arithmetic warnings are not news."""
     for w in caught:
-        typer.echo(f"worldgen: note: {w.message}", err=True)
+        if not issubclass(w.category, RuntimeWarning):
+            typer.echo(f"worldgen: note: {w.message}", err=True)
