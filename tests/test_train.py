@@ -55,6 +55,15 @@ def test_tiny_autoencoder_learns_its_parts(tmp_path):
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(saved.parameters(), result.model.parameters()))
 
 
+def test_every_nth_autoencoder_step_adds_the_rendered_look():
+    data = toy_part_set(24, splats=32)
+    cfg = train_config("tiny-parts", out_dir="", progress=False, steps=3, precision="fp32")
+    plain = train(cfg, data).losses
+    looked = train(dataclass_replace(cfg, render_every=2), data).losses
+    assert looked[0] == plain[0]  # step 1 renders nothing; the same weights reach step 2
+    assert looked[1] > plain[1] + 1e-4  # step 2 adds render_weight x the L1 of two renders
+
+
 def test_kinds_with_few_parts_are_drawn_more_than_their_share():
     data = toy_part_set(30)
     data.kinds = torch.tensor([0] * 20 + [4] * 6 + [8] * 4)  # 20 terrain tiles, 6 trees, 4 houses
@@ -202,6 +211,8 @@ def test_bad_configs():
         TrainConfig(stage="joint")
     with pytest.raises(UsageError):
         TrainConfig(part_slots=0)
+    with pytest.raises(UsageError, match="render_every"):
+        TrainConfig(render_every=-1)
     data, _ = toy_token_set(4, 16, latent=8, cond_dim=10)
     with pytest.raises(UsageError, match="conditions"):
         train(TrainConfig(model="tiny", steps=1, progress=False, out_dir=""), data)

@@ -25,12 +25,13 @@ import torch
 from torch import Tensor
 
 from worldgen.errors import FormatError, UsageError
-from worldgen.model.autoencoder import PartBatch
+from worldgen.model.autoencoder import PartAutoencoder, PartBatch
 from worldgen.model.set_transformer import Condition
 from worldgen.procedural.dataset import PART_TENSORS, SPLAT_TENSORS, read_manifest, read_shard
 
 if TYPE_CHECKING:
     from worldgen.model.world import WorldModel
+    from worldgen.procedural.parts import WorldParts
 
 
 def shard_paths(root: str | os.PathLike) -> list[Path]:
@@ -79,6 +80,15 @@ class PartSet:
         starts = torch.cumsum(count, 0) - count
         return PartSet(torch.cat(kinds), count, torch.cat(extents), torch.cat(colors), starts,
                        {k: torch.cat(v) for k, v in splats.items()})  # fmt: skip
+
+    @staticmethod
+    def from_parts(parts: WorldParts) -> PartSet:
+        """One world's parts (in the world frame), packed as a shard packs them."""
+        from worldgen.procedural.dataset import pack_splats
+
+        starts = torch.cumsum(parts.counts, 0) - parts.counts
+        return PartSet(parts.kinds, parts.counts, parts.extents.float(), parts.mean_colors().float(), starts,
+                       pack_splats(parts.local()))  # fmt: skip
 
     @staticmethod
     def from_dataset(root: str | os.PathLike, *, worlds: int = 0) -> PartSet:
@@ -317,17 +327,7 @@ def _shard_latents(shard: dict, model: WorldModel, cache: Path | None) -> Tensor
                 return mu
         except (SafetensorError, OSError, KeyError):  # a damaged cache is rebuilt, never trusted
             pass
-    ae = model.parts
-    p = next(ae.parameters())
-    parts = PartSet.from_shards([shard])
-    gen = torch.Generator().manual_seed(0)  # the encoder's splat subsets: the same every time
-    was = ae.training
-    ae.eval()
-    mu = torch.cat([ae.encode(parts.batch(rows, max_splats=ae.cfg.encoder_splats, generator=gen).to(p.device))[0].cpu()
-                    for rows in _by_count(parts.counts)]).float()  # fmt: skip
-    ae.train(was)
-    order = torch.cat(_by_count(parts.counts))
-    mu = mu[torch.argsort(order)]
+    mu = encode_latents(model.parts, PartSet.from_shards([shard]))
     if cache is not None:
         try:
             with atomic_path(cache) as tmp:
@@ -337,9 +337,19 @@ def _shard_latents(shard: dict, model: WorldModel, cache: Path | None) -> Tensor
     return mu
 
 
-def _by_count(counts: Tensor, chunk: int = 64) -> list[Tensor]:
-    """Part rows in chunks of similar splat count (little padding per batch)."""
-    return list(torch.argsort(counts, stable=True).split(chunk))
+@torch.no_grad()
+def encode_latents(ae: PartAutoencoder, parts: PartSet, *, chunk: int = 64) -> Tensor:  # -> [P, latent] raw
+    """The encoder's mean latent of every part, each read through a random subset of at most
+    `ae.cfg.encoder_splats` of its splats (as in training; the same subsets every time)."""
+    p = next(ae.parameters())
+    gen = torch.Generator().manual_seed(0)
+    order = torch.argsort(parts.counts, stable=True)  # chunks of similar splat count: little padding
+    was = ae.training
+    ae.eval()
+    mu = torch.cat([ae.encode(parts.batch(rows, max_splats=ae.cfg.encoder_splats, generator=gen).to(p.device))[0].cpu()
+                    for rows in order.split(chunk)]).float()  # fmt: skip
+    ae.train(was)
+    return mu[torch.argsort(order)]
 
 
 def _standardise(model: WorldModel, mu: Tensor) -> None:
@@ -355,10 +365,8 @@ def _standardise(model: WorldModel, mu: Tensor) -> None:
 def toy_part_set(parts: int = 64, *, splats: int = 48, seed: int = 0) -> PartSet:
     """Synthetic parts of three kinds whose look depends on the kind: flat tiles (terrain), tall columns of
     leaves (tree), hollow boxes (house), each of its own colour with a little noise."""
-    from worldgen.procedural.dataset import pack_splats
-    from worldgen.procedural.parts import KIND_INDEX, assemble_parts
-
     from worldgen.gaussians import Gaussians
+    from worldgen.procedural.parts import assemble_parts
 
     g = torch.Generator().manual_seed(seed)
     kinds = ["terrain", "tree", "house"]
@@ -380,10 +388,7 @@ def toy_part_set(parts: int = 64, *, splats: int = 48, seed: int = 0) -> PartSet
         pieces.append(Gaussians.from_rgb(u * size + torch.randn(3, generator=g) * 10, rgb, torch.full((splats, 3), 0.2),
                                          torch.full((splats,), 0.9), quats))  # fmt: skip
         names.append(kind)
-    wp = assemble_parts(pieces, names, [0.0] * parts)
-    assert all(k in KIND_INDEX for k in names)
-    starts = torch.cumsum(wp.counts, 0) - wp.counts
-    return PartSet(wp.kinds, wp.counts, wp.extents.float(), wp.mean_colors().float(), starts, pack_splats(wp.local()))
+    return PartSet.from_parts(assemble_parts(pieces, names, [0.0] * parts))
 
 
 def toy_token_set(

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from worldgen.data import PartSet, TokenSet
 from worldgen.errors import FormatError, UsageError
-from worldgen.model.autoencoder import part_loss
+from worldgen.model.autoencoder import part_loss, render_loss
 from worldgen.model.config import get_config
 from worldgen.model.flow import Pairing, TimeDist, flow_loss, prompt_gain
 from worldgen.model.set_transformer import Condition
@@ -66,6 +66,8 @@ class TrainConfig:
     part_splats: int = 16384  # decoded slots per step (parts of one kind, each at most `part_slots` of them)
     part_slots: int = 256  # slots decoded per part per step (a random subset of a larger part's)
     kind_temper: float = 0.5  # kinds are drawn with probability proportional to (their number of parts) ** this
+    render_every: int = 0  # every N-th step adds `render_loss`, the look of the decoded parts (0: never)
+    render_weight: float = 2.0
     # -- stage "set" --
     batch_size: int = 16  # worlds per step (per rank)
     cond_drop: float = 0.1  # condition dropout for classifier-free guidance
@@ -89,8 +91,8 @@ class TrainConfig:
             raise UsageError(f"stage must be parts or set, got {self.stage!r}")
         if min(self.steps, self.probe_worlds) < 0 or self.batch_size < 1 or self.lr <= 0:
             raise UsageError("steps and probe_worlds >= 0, batch_size >= 1 and lr > 0 are required")
-        if self.part_splats < 1 or self.part_slots < 1 or self.kind_temper < 0:
-            raise UsageError("part_splats and part_slots must be positive and kind_temper >= 0")
+        if self.part_splats < 1 or self.part_slots < 1 or self.kind_temper < 0 or self.render_every < 0:
+            raise UsageError("part_splats and part_slots must be positive, kind_temper and render_every >= 0")
         if not 0 <= self.cooldown <= self.steps:
             raise UsageError(f"cooldown must lie in [0, steps], got {self.cooldown} of {self.steps} steps")
         if not (math.isfinite(self.minutes) and self.minutes >= 0):
@@ -114,7 +116,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                               ckpt_every=0, log_every=10),
     "tiny": TrainConfig(model="tiny", steps=60, batch_size=8, lr=2e-3, warmup=10, ckpt_every=0, log_every=10),
     # the CPU product model
-    "small-parts": TrainConfig(stage="parts", model="small", steps=20000, lr=1e-3, warmup=200),
+    "small-parts": TrainConfig(stage="parts", model="small", steps=20000, lr=1e-3, warmup=200, render_every=4),
     "small": TrainConfig(model="small", steps=20000, batch_size=16, lr=3e-4, warmup=500),
     # a GPU
     "base-parts": TrainConfig(stage="parts", model="base", steps=200000, lr=5e-4, warmup=2000, part_splats=65536),
@@ -175,17 +177,25 @@ class _Objective(nn.Module):
         super().__init__()
         self.model, self.stage = model, stage
 
-    def forward(self, batch: dict[str, Any], *, cfg: TrainConfig, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, batch: dict[str, Any], *, cfg: TrainConfig, gen: torch.Generator, render: bool = False
+    ) -> tuple[Tensor, dict[str, float]]:
         if self.stage == "parts":
-            return self._parts(batch, gen=gen)
+            return self._parts(batch, cfg=cfg, gen=gen, render=render)
         return self._set(batch, cfg=cfg, gen=gen)
 
-    def _parts(self, batch: dict[str, Any], *, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def _parts(
+        self, batch: dict[str, Any], *, cfg: TrainConfig, gen: torch.Generator, render: bool
+    ) -> tuple[Tensor, dict[str, float]]:
         ae, parts = self.model.parts, batch["parts"]
         mu, logvar = ae.encode(batch["encoder"])
         z = mu + torch.randn(mu.shape, generator=gen).to(mu) * (0.5 * logvar).exp()
         decoded = ae.decode_slots(parts.kinds, z, parts.counts, parts.colors, batch["slots"])
-        return part_loss(decoded, parts, mu, logvar)
+        loss, terms = part_loss(decoded, parts, mu, logvar)
+        if render:
+            look = render_loss(decoded, parts, generator=gen)
+            loss, terms = loss + cfg.render_weight * look, {**terms, "render": float(look.detach())}
+        return loss, terms
 
     def _set(self, batch: dict[str, Any], *, cfg: TrainConfig, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         cond, images, use = batch["cond"], batch["images"], batch["use_image"]
@@ -322,8 +332,9 @@ def train(
             else:
                 batch = _set_batch(data, cfg, gen, device)
                 done = cfg.batch_size
+            render = cfg.stage == "parts" and cfg.render_every > 0 and (step + 1) % cfg.render_every == 0
             with autocast:
-                loss, terms = objective(batch, cfg=cfg, gen=gen)
+                loss, terms = objective(batch, cfg=cfg, gen=gen, render=render)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -312,7 +312,7 @@ def render_loss(
     decoded: dict[str, Tensor],
     batch: PartBatch,
     *,
-    pixels: int = 32,
+    pixels: int = 24,
     generator: torch.Generator | None = None,
 ) -> Tensor:  # scalar
     """The look of the decoded parts against the true ones: L1 on colour and alpha of one render of each set.
@@ -363,5 +363,5 @@ def quat_multiply_batched(a: Tensor, b: Tensor) -> Tensor:  # [4], [..., 4] -> [
 
 __all__ = [
     "AutoencoderConfig", "PartAutoencoder", "PartBatch", "count_feature", "fourier", "halton", "initialize_autoencoder",
-    "part_loss", "shape_matrices",
+    "part_loss", "render_loss", "shape_matrices",
 ]  # fmt: skip

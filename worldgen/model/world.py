@@ -148,19 +148,15 @@ def decode_world(model: WorldModel, tokens: Tensor) -> Gaussians:  # [n, token_d
 
 
 @torch.no_grad()
-def encode_world(model: WorldModel, parts: WorldParts, *, max_splats: int = 8192) -> Tensor:  # -> [P, token_dim]
-    """A known world's part tokens (standardised latents, no padding): the autoencoder's view of its parts."""
-    from worldgen.data import PartSet
-    from worldgen.procedural.dataset import pack_splats
+def encode_world(model: WorldModel, parts: WorldParts) -> Tensor:  # -> [P, token_dim]
+    """A known world's part tokens (standardised latents, no padding): the autoencoder's view of its parts,
+    read as the dataset's parts are (`worldgen.data.encode_latents`)."""
+    from worldgen.data import PartSet, encode_latents
 
-    p = next(model.parameters())
-    starts = torch.cumsum(parts.counts, 0) - parts.counts
-    ps = PartSet(parts.kinds, parts.counts, parts.extents, parts.mean_colors(), starts, pack_splats(parts.local()))
-    mu = torch.cat([model.parts.encode(ps.batch(rows, max_splats=max_splats).to(p.device))[0]
-                    for rows in torch.arange(len(parts)).split(DECODE_CHUNK)])  # fmt: skip
+    mu = encode_latents(model.parts, PartSet.from_parts(parts)).to(model.z_mean)
     z = (mu - model.z_mean) / model.z_std
-    frames = tok.PartFrames(parts.kinds, parts.centers, parts.extents, parts.yaws, parts.counts.clamp_max(max_splats),
-                            parts.mean_colors())  # fmt: skip
+    frames = tok.PartFrames(parts.kinds, parts.centers, parts.extents, parts.yaws,
+                            parts.counts.clamp_max(tok.MAX_COUNT), parts.mean_colors())  # fmt: skip
     return tok.encode_parts(frames, z.to(parts.centers.dtype))
 
 
@@ -188,11 +184,8 @@ def pad_tokens(tokens: Tensor, n: int) -> Tensor:  # [P, D] -> [n, D]
 def batch_of(parts: WorldParts, rows: Tensor) -> PartBatch:
     """`parts`' parts at `rows` as an autoencoder batch (in their own frames)."""
     from worldgen.data import PartSet
-    from worldgen.procedural.dataset import pack_splats
 
-    starts = torch.cumsum(parts.counts, 0) - parts.counts
-    return PartSet(parts.kinds, parts.counts, parts.extents, parts.mean_colors(), starts,
-                   pack_splats(parts.local())).batch(rows)  # fmt: skip
+    return PartSet.from_parts(parts).batch(rows)
 
 
 # -- weights files ---------------------------------------------------------------------------
