@@ -1,6 +1,6 @@
 """A user's own splat scenes with captions, as training worlds.
 
-A scenes directory holds splat files (.ply, .splat, .spz) and their captions,
+A scenes directory holds splat files (.ply, .splat, .spz, .glb, .sog) and their captions,
 either in one `captions.jsonl`:
 
     {"scene": "garden.ply", "captions": ["a walled garden with a fountain", "..."]}
@@ -27,7 +27,7 @@ from torch import Tensor
 from worldgen.errors import FormatError, UsageError
 
 CAPTIONS_FILE = "captions.jsonl"
-SCENE_SUFFIXES = (".ply", ".splat", ".spz")
+SCENE_SUFFIXES = (".ply", ".splat", ".spz", ".glb", ".sog")  # what `exporters.load` reads
 
 
 @dataclass(frozen=True)

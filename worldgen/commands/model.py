@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     def make(
         prompt: Optional[str] = typer.Argument(None, help="What the world should be; default: a snowy pine forest by a frozen lake at dusk."),
         image: Optional[Path] = typer.Option(None, help="Condition on a picture instead of a prompt."),
-        output: Path = typer.Option(Path("world.ply"), "--output", "-o", help="Where to write the world: .ply, .splat or .spz."),
+        output: Path = typer.Option(Path("world.ply"), "--output", "-o", help="Where to write the world: .ply, .splat, .spz, .glb or .sog."),
         seed: int = typer.Option(0, help="Random seed: the same seed, prompt, weights and device give the same world."),
         steps: int = typer.Option(DEFAULT_STEPS, help="Sampler steps."),
         guidance: float = typer.Option(DEFAULT_GUIDANCE, help="Classifier-free guidance scale."),
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         data: Path = typer.Argument(..., help="A dataset directory from `worldgen dataset build`, or a directory of your own "
-                                              "splat scenes (.ply/.splat/.spz) with captions (captions.jsonl or NAME.txt)."),
+                                              "splat scenes (.ply/.splat/.spz/.glb/.sog) with captions (captions.jsonl or NAME.txt)."),
         stage: str = typer.Option("set", help="parts: the part autoencoder; set: the set model over part tokens (needs "
                                               "--init with a trained autoencoder, e.g. the parts run's model.safetensors "
                                               "or the shipped weights)."),
