@@ -185,8 +185,9 @@ def test_the_glb_is_y_up_and_valid(slope_box, tmp_path):
     doc = glb_json(data)
     position = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
     lo, hi = mesh.bounds
-    np.testing.assert_allclose(position["max"], (hi[0], hi[2], -lo[1]), atol=1e-4)  # glTF y is our z, glTF z is our -y
-    np.testing.assert_allclose(position["min"], (lo[0], lo[2], -hi[1]), atol=1e-4)
+    # the splat .glb's frame (exporters.frames, "gltf"): glTF x is our -x, y our z, z our y
+    np.testing.assert_allclose(position["max"], (-lo[0], hi[2], hi[1]), atol=1e-4)
+    np.testing.assert_allclose(position["min"], (-hi[0], lo[2], lo[1]), atol=1e-4)
     assert "COLOR_0" in doc["meshes"][0]["primitives"][0]["attributes"]
     back = trimesh.load(io.BytesIO(data), file_type="glb", force="mesh")
     assert len(back.faces) == len(mesh.faces)

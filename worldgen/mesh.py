@@ -484,8 +484,17 @@ def _geometry(g: Gaussians, *, max_triangles: int, cell: float, voxel: float) ->
 
 # -- glTF ----------------------------------------------------------------------------------
 
-#: world (+Z up) to glTF (+Y up): (x, y, z) -> (x, z, -y), a rotation of -90 degrees about X
-Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], np.float64)
+def _world_to_gltf() -> np.ndarray:  # [4, 4]
+    """World (+Z up) to glTF (+Y up) as the splat .glb writes it: (x, y, z) -> (-x, z, y), so a world's collider
+    and its splat .glb lie over each other in an engine."""
+    from exporters.frames import file_from_world
+
+    m = np.eye(4)
+    m[:3, :3] = file_from_world("gltf")
+    return m
+
+
+Z_UP_TO_Y_UP = _world_to_gltf()
 
 
 def save_glb(mesh: trimesh.Trimesh, path: str | Path) -> None:
