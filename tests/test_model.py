@@ -337,3 +337,15 @@ def test_encode_world_gives_each_part_its_frame_and_a_latent():
     world = decode_parts(model, t)
     assert len(world.gaussians) == len(parts.gaussians)  # every part grows as many Gaussians as it had
     torch.testing.assert_close(world.mean_colors(), parts.mean_colors(), rtol=1e-5, atol=1e-5)  # a fresh decoder
+
+
+def test_decode_batches_stay_within_the_slot_budget():
+    from worldgen.model.world import _slot_chunks
+
+    counts = torch.tensor([9000, 40, 300, 40, 8000, 1200, 5] * 20)
+    chunks = _slot_chunks(counts, 4096)
+    rows = torch.cat(chunks)
+    assert torch.equal(rows.sort().values, torch.arange(len(counts)))  # every part once
+    for c in chunks:
+        assert len(c) == 1 or len(c) * int(counts[c].max()) <= 4096  # padded to its largest part
+    assert len(_slot_chunks(torch.tensor([], dtype=torch.long), 4096)) == 0

@@ -30,8 +30,9 @@ from worldgen.procedural.parts import WorldParts
 
 FORMAT = "worldgen-model/2"
 Precision = Literal["auto", "bf16", "fp32"]
-#: parts decoded per batch (they are grouped by splat count, so padding stays small)
-DECODE_CHUNK = 64
+#: decoder slots per batch: parts sorted by splat count are batched while the batch, padded to its largest
+#: part, stays within this many slots (a part larger than it goes alone)
+DECODE_SLOTS = 32768
 
 
 def autocast_for(precision: Precision, device: torch.device, dtype: torch.dtype = torch.float32):
@@ -126,10 +127,8 @@ def decode_latents(
 ) -> dict[str, Tensor]:  # fields of sum(counts) Gaussians, part after part, in the parts' frames
     """The decoder on P parts, in chunks of similar splat count; each part's result is its own (no batch effects)."""
     p = next(ae.parameters())
-    order = torch.argsort(counts, stable=True)
     chunks: list[tuple[Tensor, dict[str, Tensor]]] = []
-    for lo in range(0, len(order), DECODE_CHUNK):
-        rows = order[lo : lo + DECODE_CHUNK]
+    for rows in _slot_chunks(counts, DECODE_SLOTS):
         out = ae.decode(kinds[rows].to(p.device), z[rows].to(p), counts[rows].to(p.device), colors[rows].to(p))
         chunks.append((rows, out))
     names = ("means", "log_scales", "quats", "rgb", "opacities")
@@ -140,6 +139,18 @@ def decode_latents(
             per_part[r] = {k: out[k][j, :c] for k in names}
     empty = {k: z.new_zeros((0, 4 if k == "quats" else 3) if k != "opacities" else (0,)) for k in names}
     return {k: torch.cat([part[k] for part in per_part]).to(z.dtype) if per_part else empty[k] for k in names}
+
+
+def _slot_chunks(counts: Tensor, slots: int) -> list[Tensor]:  # [P] long -> row indices of each batch
+    """Rows in ascending splat count, cut into batches of at most `slots` padded slots (at least one part each)."""
+    order = torch.argsort(counts, stable=True).tolist()
+    sizes = counts.tolist()
+    chunks, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or (i - start + 1) * sizes[order[i]] > slots:
+            chunks.append(torch.tensor(order[start:i], dtype=torch.long))
+            start = i
+    return chunks
 
 
 def decode_world(model: WorldModel, tokens: Tensor) -> Gaussians:  # [n, token_dim] -> Gaussians
