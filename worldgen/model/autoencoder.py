@@ -211,13 +211,14 @@ class PartAutoencoder(nn.Module):
         h = self.template(fourier(tpl, self.cfg.fourier_freqs)) + c[:, None]  # [B, m, W]
         for block in self.blocks:
             h = block(h, c)
-        out = (self.head(self.out_norm(h)) + self.kind_bias[kinds][:, None]).float()  # [B, m, 14]
-        q = out[..., 6:10] + torch.tensor([1.0, 0, 0, 0], device=out.device)
+        wide = torch.promote_types(z.dtype, torch.float32)  # fields at least in float32 (under autocast too)
+        out = (self.head(self.out_norm(h)) + self.kind_bias[kinds][:, None]).to(wide)  # [B, m, 14]
+        q = out[..., 6:10] + torch.tensor([1.0, 0, 0, 0], device=out.device, dtype=wide)
         return {
-            "means": tpl.float() + out[..., :3],
+            "means": tpl.to(wide) + out[..., :3],
             "log_scales": out[..., 3:6] + LOG_SCALE_BIAS,
             "quats": F.normalize(q, dim=-1),
-            "rgb": torch.sigmoid(torch.logit(colors.float().clamp(0.01, 0.99))[:, None] + out[..., 10:13]),
+            "rgb": torch.sigmoid(torch.logit(colors.to(wide).clamp(0.01, 0.99))[:, None] + out[..., 10:13]),
             "opacities": torch.sigmoid(out[..., 13] + 2.0),
         }
 
