@@ -22,6 +22,24 @@ def test_minilm_encodes_a_real_prompt_offline():
     assert snowy @ cond.pooled[0] > snowy @ cond.pooled[1] + 0.1
 
 
+def test_minilm_matches_the_transformers_bert_forward():
+    """Our post-LN encoder stack over the package's safetensors is the same network as transformers' BertModel."""
+    transformers = pytest.importorskip("transformers")
+    from worldgen.model.text import model_dir
+
+    prompts = ["a snowy pine forest by a frozen lake at dusk", "Ünïcode café, naïve résumé: 42 towers! " * 8, "x"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
+    bert = transformers.AutoModel.from_pretrained(model_dir(), local_files_only=True).eval()
+    batch = tokenizer(prompts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        hidden = bert(**batch).last_hidden_state
+    cond = encode_text(prompts)
+    assert torch.equal(cond.mask, batch["attention_mask"].bool())  # same word pieces, truncation and padding
+    assert cond.mask[1].sum() == 64
+    kept = cond.mask[..., None]
+    assert ((cond.tokens - hidden).abs() * kept).max() < 1e-4
+
+
 def test_empty_prompt_is_a_usage_error():
     with pytest.raises(UsageError):
         encode_text("   ")
